@@ -1,0 +1,5 @@
+import sys
+
+from imageapi.cli import main
+
+sys.exit(main())

@@ -1,0 +1,126 @@
+"""build_app(settings): the composition root. Wires settings, engine, stores and routers; owns their
+lifecycles (what starts here stops here); installs the one error envelope for every failure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from imageapi import imaging
+from imageapi.config import Settings
+from imageapi.engine.models import describe_model
+from imageapi.engine.queue import BatchPolicy
+from imageapi.engine.worker import Engine, ImageBackend
+from imageapi.errors import ImageAPIError, InvalidRequest, MethodNotAllowed, NotFound, envelope
+from imageapi.http import images as images_routes
+from imageapi.http import meta as meta_routes
+from imageapi.http.auth import BearerAuthenticator
+from imageapi.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from imageapi.service.images import ImagesService
+from imageapi.storage.blobs import LocalBlobStore, load_or_create_secret
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[str], ImageBackend]
+SWEEP_INTERVAL_S = 60.0
+API_PREFIXES = ("/v1", "/openai")
+
+
+def diffusers_backend_factory(settings: Settings) -> BackendFactory:
+    specs = {spec.name: spec for spec in settings.models}
+
+    def make(name: str) -> ImageBackend:
+        from imageapi.backends.diffusers_pipeline import DiffusersBackend  # torch loads with the first model
+
+        spec = specs[name]
+        return DiffusersBackend(spec.source, device=settings.device, dtype=settings.dtype,
+                                inpaint_source=spec.inpaint_source)
+
+    return make
+
+
+def build_engine(settings: Settings, backend_factory: BackendFactory | None = None) -> Engine:
+    policies = {spec.name: BatchPolicy(spec.max_batch_images, spec.max_batch_wait_ms / 1000)
+                for spec in settings.models}
+    return Engine([describe_model(spec) for spec in settings.models],
+                  backend_factory or diffusers_backend_factory(settings), policies, settings.queue_capacity)
+
+
+async def _sweep_forever(blobs: LocalBlobStore) -> None:
+    while True:
+        removed = await asyncio.to_thread(blobs.sweep)
+        if removed:
+            log.info("swept %d expired result files", removed)
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+
+
+def _error_response(request: Request, error: ImageAPIError) -> JSONResponse:
+    return JSONResponse(envelope(error, request.state.trace_id), status_code=error.status, headers=error.headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ImageAPIError)
+    async def api_error(request: Request, error: ImageAPIError) -> JSONResponse:
+        return _error_response(request, error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            return _error_response(request, NotFound(f"Invalid URL ({request.method} {request.url.path})"))
+        if error.status_code == 405:
+            return _error_response(request, MethodNotAllowed(
+                f"Method {request.method} is not allowed for {request.url.path}."))
+        return _error_response(request, InvalidRequest(str(error.detail), code="bad_request"))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+        return _error_response(request, InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.",
+                                                        param=param))
+
+
+def build_app(settings: Settings, backend_factory: BackendFactory | None = None) -> FastAPI:
+    engine = build_engine(settings, backend_factory)
+    data_dir = settings.data_dir
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        blobs = LocalBlobStore(data_dir / "results", load_or_create_secret(data_dir / "url-signing.key"),
+                               settings.url_ttl_seconds)
+        encoder = ThreadPoolExecutor(settings.encode_workers, thread_name_prefix="imageapi-encode")
+        app.state.images = ImagesService(
+            engine, blobs, encoder, default_model=settings.default_model.name, aliases=dict(settings.aliases),
+            upload_limits=imaging.UploadLimits(settings.max_image_bytes, settings.max_input_pixels),
+            png_level=settings.png_compress_level, public_url=settings.public_url)
+        engine.start()
+        sweeper = asyncio.create_task(_sweep_forever(blobs))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await asyncio.to_thread(engine.stop)
+            encoder.shutdown(wait=True)
+
+    app = FastAPI(title="imageapi", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.authenticator = BearerAuthenticator(settings.api_keys)
+    for prefix in API_PREFIXES:
+        app.include_router(images_routes.router, prefix=prefix)
+        app.include_router(meta_routes.api_router, prefix=prefix)
+    app.include_router(meta_routes.root_router)
+    _install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,1 @@
+"""Model adapters. Each backend is one self-contained file; torch lives only here."""

@@ -1,0 +1,120 @@
+"""A diffusers model as an engine backend: text-to-image, image-to-image and inpainting from one set
+of weights (`from_pipe`), or a dedicated inpainting checkpoint where one is configured.
+
+Each image of a batch has its own seeded generator, so a seed gives the same image alone or in a
+batch. Each derived pipeline has its own scheduler object. Results become uint8 on the device, so only
+the final bytes cross to the host.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+from diffusers.utils import logging as diffusers_logging
+
+from imageapi.backends.random_models import RANDOM_ARCHITECTURES
+from imageapi.engine.job import ImageJob, Task
+
+log = logging.getLogger(__name__)
+
+RANDOM_PREFIX = "random:"
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested != "auto":
+        return _DTYPES[requested]
+    return torch.float32 if device.type == "cpu" else torch.float16
+
+
+class UnknownRandomArchitecture(ValueError):
+    pass
+
+
+def build_pipeline(source: str, dtype: torch.dtype) -> Any:
+    if source.startswith(RANDOM_PREFIX):
+        arch = source.removeprefix(RANDOM_PREFIX)
+        if arch not in RANDOM_ARCHITECTURES:
+            raise UnknownRandomArchitecture(f"unknown random architecture {arch!r}; "
+                                            f"choose one of {sorted(RANDOM_ARCHITECTURES)}")
+        torch.manual_seed(0)  # the same random weights on every start, so seeds reproduce across restarts
+        return RANDOM_ARCHITECTURES[arch]().to(dtype=dtype)
+    return AutoPipelineForText2Image.from_pretrained(source, torch_dtype=dtype)
+
+
+def _own_scheduler(pipe: Any) -> Any:
+    return type(pipe.scheduler).from_config(pipe.scheduler.config)
+
+
+class DiffusersBackend:
+    def __init__(self, source: str, *, device: str = "auto", dtype: str = "auto",
+                 inpaint_source: str | None = None) -> None:
+        self.source = source
+        self.inpaint_source = inpaint_source
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self._pipes: dict[Task, Any] = {}
+
+    def load(self) -> None:
+        diffusers_logging.set_verbosity_error()
+        text_to_image = build_pipeline(self.source, self.dtype).to(self.device)
+        image_to_image = AutoPipelineForImage2Image.from_pipe(text_to_image, scheduler=_own_scheduler(text_to_image))
+        if self.inpaint_source:
+            inpaint = AutoPipelineForInpainting.from_pretrained(self.inpaint_source, torch_dtype=self.dtype)
+            inpaint = inpaint.to(self.device)
+        else:
+            inpaint = AutoPipelineForInpainting.from_pipe(text_to_image, scheduler=_own_scheduler(text_to_image))
+        self._pipes = {Task.TEXT_TO_IMAGE: text_to_image, Task.IMAGE_TO_IMAGE: image_to_image, Task.INPAINT: inpaint}
+        for pipe in self._pipes.values():
+            pipe.set_progress_bar_config(disable=True)
+        log.info("loaded %s on %s (%s)", self.source, self.device, self.dtype)
+
+    def _arguments(self, jobs: Sequence[ImageJob]) -> dict[str, Any]:
+        key = jobs[0].key
+        generator_device = "cpu" if self.device.type == "mps" else self.device
+        arguments: dict[str, Any] = {
+            "prompt": [job.prompt for job in jobs],
+            "height": key.height,
+            "width": key.width,
+            "num_inference_steps": key.steps,
+            "guidance_scale": key.guidance_scale,
+            "generator": [torch.Generator(generator_device).manual_seed(job.seed) for job in jobs],
+            "output_type": "pt",
+        }
+        if any(job.negative_prompt for job in jobs):
+            arguments["negative_prompt"] = [job.negative_prompt or "" for job in jobs]
+        if key.task is not Task.TEXT_TO_IMAGE:
+            arguments["image"] = self._to_tensor(np.stack([job.init_image for job in jobs]))  # type: ignore[misc]
+            arguments["strength"] = key.strength
+        if key.task is Task.INPAINT:
+            masks = np.stack([job.repaint_mask for job in jobs])[..., None]  # type: ignore[misc]
+            arguments["mask_image"] = self._to_tensor(masks)
+        return arguments
+
+    def _to_tensor(self, batch: np.ndarray) -> torch.Tensor:
+        """uint8 NHWC on the host -> float NCHW in [0, 1] on the device."""
+        tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        return tensor.permute(0, 3, 1, 2).to(self.dtype) / 255.0
+
+    def run(self, jobs: Sequence[ImageJob]) -> list[np.ndarray]:
+        pipe = self._pipes[jobs[0].key.task]
+        with torch.inference_mode():
+            images = pipe(**self._arguments(jobs)).images  # NCHW in [0, 1] on the device
+            as_bytes = (images * 255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+            host = as_bytes.cpu().numpy()
+        return list(host)

@@ -1,0 +1,100 @@
+"""`imageapi serve`: flags come from the Settings fields and override environment and config file."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from imageapi.config import Settings, load_settings
+
+log = logging.getLogger("imageapi")
+
+
+def _help(field: str) -> str:
+    return Settings.model_fields[field].description or ""
+
+
+def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--config", type=Path, help="TOML config file (also IMAGEAPI_CONFIG)")
+    serve.add_argument("--host", help=_help("host") + " Default 127.0.0.1.")
+    serve.add_argument("--port", type=int, help=_help("port") + " Default 8000.")
+    serve.add_argument("--model", dest="models", action="append", metavar="[NAME=]SOURCE",
+                       help="Model to serve (repeatable; the first is the default). SOURCE: a Hugging Face "
+                            "repo id, a local diffusers folder, or random:tiny|sd2|sdxl.")
+    serve.add_argument("--api-key", dest="api_keys", action="append", metavar="KEY", help=_help("api_keys"))
+    serve.add_argument("--allow-no-auth", action="store_true", default=None, help=_help("allow_no_auth"))
+    serve.add_argument("--data-dir", type=Path, help=_help("data_dir"))
+    serve.add_argument("--public-url", help=_help("public_url"))
+    serve.add_argument("--url-ttl-seconds", type=int, help=_help("url_ttl_seconds"))
+    serve.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], help=_help("device"))
+    serve.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"], help=_help("dtype"))
+    serve.add_argument("--queue-capacity", type=int, help=_help("queue_capacity"))
+    serve.add_argument("--png-compress-level", type=int, help=_help("png_compress_level"))
+    serve.add_argument("--max-body-bytes", type=int, help=_help("max_body_bytes"))
+    serve.add_argument("--log-level", help=_help("log_level"))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+def check_exposure(settings: Settings) -> str | None:
+    """Why the server must not start as configured, or None."""
+    if not settings.models:
+        return "no model given: pass --model SOURCE (e.g. --model random:tiny or --model stabilityai/sd-turbo)"
+    if not settings.api_keys and not is_loopback(settings.host) and not settings.allow_no_auth:
+        return (f"refusing to listen on {settings.host} without API keys: give --api-key (or IMAGEAPI_API_KEYS), "
+                "or --allow-no-auth to serve without authentication")
+    return None
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from imageapi.app import build_app
+
+    problem = check_exposure(settings)
+    if problem:
+        log.error("%s", problem)
+        return 2
+    if not settings.api_keys:
+        log.warning("no API keys configured: every request is accepted (%s)",
+                    "loopback only" if is_loopback(settings.host) else "--allow-no-auth")
+    uvicorn.run(build_app(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imageapi", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(commands)
+    args = parser.parse_args(argv)
+    given = {key: value for key, value in vars(args).items() if key not in ("command", "config")}
+    try:
+        settings = load_settings(given, config_file=args.config)
+    except (ValidationError, ValueError, OSError) as error:
+        print(f"imageapi: invalid settings: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return serve(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""What the engine computes: one job per output image, grouped into batches by a BatchKey."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+
+class Task(StrEnum):
+    TEXT_TO_IMAGE = "text-to-image"
+    IMAGE_TO_IMAGE = "image-to-image"
+    INPAINT = "inpaint"
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """Everything that changes the computation: only jobs with equal keys share one pipeline call."""
+
+    model: str
+    task: Task
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    strength: float | None = None
+
+
+@dataclass(eq=False)
+class ImageJob:
+    key: BatchKey
+    prompt: str
+    seed: int
+    negative_prompt: str | None = None
+    init_image: np.ndarray | None = None  # height x width x 3, uint8, already at the key's size
+    repaint_mask: np.ndarray | None = None  # height x width, uint8, 255 where the model repaints
+    result: Future[np.ndarray] = field(default_factory=Future)  # height x width x 3, uint8

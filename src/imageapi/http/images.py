@@ -1,0 +1,64 @@
+"""The three image endpoints. Each route parses, authenticates, calls one service method, answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from imageapi.errors import InvalidRequest, NotImplementedByServer
+from imageapi.http.auth import Authenticated
+from imageapi.http.bodies import ParsedBody, parse_body, validate
+from imageapi.service.images import ImagesService, RequestContext, UploadedFile
+from imageapi.service.requests import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest
+
+router = APIRouter()
+
+
+def _service(request: Request) -> ImagesService:
+    return request.app.state.images
+
+
+def _context(request: Request) -> RequestContext:
+    return RequestContext(trace_id=request.state.trace_id, base_url=str(request.base_url))
+
+
+async def _body(request: Request) -> ParsedBody:
+    return await parse_body(request, request.app.state.settings.max_image_bytes)
+
+
+def _image_urls_unsupported(body: ParsedBody) -> None:
+    if "images" in body.fields or isinstance(body.fields.get("image"), (str, list)):
+        raise NotImplementedByServer("Input images given by URL are not supported yet; upload them as "
+                                     "multipart files named 'image' or 'image[]'.", param="image")
+
+
+@router.post("/images/generations")
+async def create_image(request: Request, _: Authenticated) -> dict[str, Any]:
+    body = await _body(request)
+    return await _service(request).generate(validate(ImageGenerationRequest, body.fields), _context(request))
+
+
+@router.post("/images/edits")
+async def create_image_edit(request: Request, _: Authenticated) -> dict[str, Any]:
+    body = await _body(request)
+    _image_urls_unsupported(body)
+    edit = validate(ImageEditRequest, body.fields)
+    masks = body.file_list("mask")
+    if len(masks) > 1:
+        raise InvalidRequest("Only one 'mask' file may be sent.", param="mask")
+    return await _service(request).edit(edit, body.file_list("image"), masks[0] if masks else None,
+                                        _context(request))
+
+
+@router.post("/images/variations")
+async def create_image_variation(request: Request, _: Authenticated) -> dict[str, Any]:
+    body = await _body(request)
+    _image_urls_unsupported(body)
+    variation = validate(ImageVariationRequest, body.fields)
+    images: list[UploadedFile] = body.file_list("image")
+    if len(images) != 1:
+        raise InvalidRequest("Missing required parameter: 'image'." if not images else
+                             "Variations take exactly one 'image' file.", param="image",
+                             code="missing_required_parameter" if not images else "invalid_value")
+    return await _service(request).variation(variation, images[0], _context(request))
