@@ -31,6 +31,7 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
                             "repo id, a local diffusers folder, or random:tiny|sd2|sdxl.")
     serve.add_argument("--api-key", dest="api_keys", action="append", metavar="KEY", help=_help("api_keys"))
     serve.add_argument("--allow-no-auth", action="store_true", default=None, help=_help("allow_no_auth"))
+    serve.add_argument("--allow-private-urls", action="store_true", default=None, help=_help("allow_private_urls"))
     serve.add_argument("--data-dir", type=Path, help=_help("data_dir"))
     serve.add_argument("--public-url", help=_help("public_url"))
     serve.add_argument("--url-ttl-seconds", type=int, help=_help("url_ttl_seconds"))

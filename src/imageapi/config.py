@@ -55,6 +55,8 @@ class Settings(BaseModel):
                                     description="Public name (e.g. dall-e-3) -> served model name.")
     api_keys: tuple[str, ...] = Field((), description="Accepted bearer keys (also IMAGEAPI_API_KEYS, comma-separated).")
     allow_no_auth: bool = Field(False, description="Serve without keys on a non-loopback address.")
+    allow_private_urls: bool = Field(False, description="Let callbacks and image URLs reach private and "
+                                                        "loopback addresses.")
     data_dir: Path = Field(Path("imageapi-data"), description="Where result files and state live.")
     public_url: str | None = Field(None, description="Base of result URLs; default: the URL the client used.")
     url_ttl_seconds: int = Field(3600, ge=1, description="Lifetime of a result URL (OpenAI: one hour).")
