@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from imageapi.errors import InvalidRequest, PayloadTooLarge
@@ -50,9 +51,9 @@ async def parse_multipart(request: Request, max_file_bytes: int) -> ParsedBody:
     try:
         form = await request.form(max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS,
                                   max_part_size=1024 * 1024)
-    except MultiPartException as error:
-        raise InvalidRequest(f"Could not parse the multipart body: {error.message}", code="invalid_multipart") \
-            from None
+    except (MultiPartException, HTTPException) as error:
+        reason = error.message if isinstance(error, MultiPartException) else error.detail
+        raise InvalidRequest(f"Could not parse the multipart body: {reason}", code="invalid_multipart") from None
     body = ParsedBody(fields={})
     try:
         for raw_name, value in form.multi_items():
