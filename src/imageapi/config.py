@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 QualityName = Literal["low", "medium", "high"]
 
@@ -80,6 +80,14 @@ class Settings(BaseModel):
         if duplicates:
             raise ValueError(f"model names must be unique: {sorted(duplicates)}")
         return models
+
+    @model_validator(mode="after")
+    def _aliases_name_served_models(self) -> Settings:
+        served = {model.name for model in self.models}
+        unknown = sorted(target for target in self.aliases.values() if target not in served)
+        if unknown and self.models:
+            raise ValueError(f"aliases point at models that are not served: {unknown}")
+        return self
 
     @property
     def default_model(self) -> ModelSpec:

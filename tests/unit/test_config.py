@@ -53,3 +53,10 @@ def test_no_keys_only_on_loopback():
         is None
     assert check_exposure(load_settings({"models": tiny, "host": "0.0.0.0", "api_keys": ["k"]}, environ={})) is None
     assert "no model" in check_exposure(load_settings({}, environ={}))
+
+
+def test_aliases_must_name_served_models(tmp_path: Path):
+    config = tmp_path / "c.toml"
+    config.write_text('[aliases]\n"dall-e-3" = "sdxl"\n')
+    with pytest.raises(ValueError, match="not served"):
+        load_settings({"models": ["random:tiny"]}, environ={}, config_file=config)

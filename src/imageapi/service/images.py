@@ -9,11 +9,11 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -53,6 +53,7 @@ from imageapi.service.requests import (
 from imageapi.storage.blobs import BlobRefused, LocalBlobStore
 
 log = logging.getLogger(__name__)
+Result = TypeVar("Result")
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
 RESPONSE_FORMATS = ("url", "b64_json")
@@ -154,39 +155,32 @@ class ImagesService:
         target = self._target(request.model, Endpoint.EDITS)
         self._check_prompted(target.profile, request)
         n = self._n(target.profile, request.n)
-        decoded, decoded_mask = await asyncio.get_running_loop().run_in_executor(
-            self._encoder, self._decode_edit_inputs, target, images, mask)
-        first = decoded[0]
-        width, height = self._size_for_input(target, request.size, first.size)
+        decoded, decoded_mask = await self._in_thread(self._decode_edit_inputs, target, images, mask)
+        width, height = self._size_for_input(target, request.size, decoded[0].size)
         plan = self._plan(target, request, width, height)
-        original = imaging.to_rgb_array(first.image, (width, height))
-        repaint = None
-        if decoded_mask is not None:
-            repaint = imaging.repaint_mask_from_alpha(decoded_mask.image, (width, height))
-        elif target.profile.family is Family.DALL_E_2 and first.mode in ("RGBA", "LA"):
-            # dall-e-2: without a mask, the image's own transparent pixels are the area to edit.
-            repaint = imaging.repaint_mask_from_alpha(first.image, (width, height))
+        # dall-e-2: without a mask, the image's own transparent pixels are the area to edit.
+        alpha_is_mask = target.profile.family is Family.DALL_E_2 and decoded[0].mode in ("RGBA", "LA")
+        original, repaint = await self._in_thread(_edit_pixels, decoded[0], decoded_mask, alpha_is_mask,
+                                                  (width, height))
         task = Task.INPAINT if repaint is not None else Task.IMAGE_TO_IMAGE
         strength = request.strength or (1.0 if task is Task.INPAINT else target.model.strength)
         key = self._key(target, task, plan, request, strength=strength)
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt, original, repaint)
                 for seed in self._seeds(request.seed, n)]
         pixels = await self._run(jobs)
-        if repaint is not None:
-            pixels = [imaging.composite(original, generated, repaint) for generated in pixels]
+        restore = (original, repaint) if repaint is not None else None
         return await self._respond(target, plan, request.prompt, pixels, [job.seed for job in jobs], context,
-                                   input_images=[image.size for image in decoded])
+                                   input_images=[image.size for image in decoded], restore=restore)
 
     async def variation(self, request: ImageVariationRequest, image: UploadedFile,
                         context: RequestContext) -> dict[str, Any]:
         target = self._target(request.model, Endpoint.VARIATIONS)
         n = self._n(target.profile, request.n)
         self._check_response_format(request)
-        decoded = await asyncio.get_running_loop().run_in_executor(
-            self._encoder, self._decode_one, target, image, False)
+        decoded = await self._in_thread(self._decode_one, target, image, False)
         width, height = self._size_for_input(target, request.size, decoded.size)
         plan = self._plan(target, request, width, height)
-        original = imaging.to_rgb_array(decoded.image, (width, height))
+        original = await self._in_thread(imaging.to_rgb_array, decoded.image, (width, height))
         strength = request.strength or target.model.variation_strength
         key = self._key(target, Task.IMAGE_TO_IMAGE, plan, request, strength=strength)
         prompt = request.prompt or ""
@@ -194,6 +188,10 @@ class ImagesService:
                 for seed in self._seeds(request.seed, n)]
         pixels = await self._run(jobs)
         return await self._respond(target, plan, prompt, pixels, [job.seed for job in jobs], context)
+
+    def _in_thread(self, function: Callable[..., Result], *args: Any) -> Awaitable[Result]:
+        """Pixel work (decode, resize, composite, encode) runs in the pool, never on the event loop."""
+        return asyncio.get_running_loop().run_in_executor(self._encoder, function, *args)
 
     # ----- model and profile -----
 
@@ -387,9 +385,9 @@ class ImagesService:
 
     async def _respond(self, target: Target, plan: OutputPlan, prompt: str, pixels: Sequence[np.ndarray],
                        seeds: Sequence[int], context: RequestContext,
-                       input_images: Sequence[tuple[int, int]] = ()) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        items = await asyncio.gather(*(loop.run_in_executor(self._encoder, self._output_item, plan, image, context)
+                       input_images: Sequence[tuple[int, int]] = (),
+                       restore: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+        items = await asyncio.gather(*(self._in_thread(self._output_item, plan, image, context, restore)
                                        for image in pixels))
         profile = target.profile
         for item, seed in zip(items, seeds, strict=True):
@@ -405,7 +403,11 @@ class ImagesService:
             response["usage"] = estimate_usage(prompt, input_images, len(items), plan.width, plan.height)
         return response
 
-    def _output_item(self, plan: OutputPlan, pixels: np.ndarray, context: RequestContext) -> dict[str, Any]:
+    def _output_item(self, plan: OutputPlan, pixels: np.ndarray, context: RequestContext,
+                     restore: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+        if restore is not None:  # a masked edit: outside the mask, the original comes back unchanged
+            original, repaint = restore
+            pixels = imaging.composite(original, pixels, repaint)
         data = imaging.encode_image(pixels, plan.output_format, compression=plan.compression,
                                     png_level=self._png_level)
         if plan.response_format == "b64_json":
@@ -413,6 +415,17 @@ class ImagesService:
         stored = self._blobs.put(data, plan.output_format)
         base = self._public_url or context.base_url.rstrip("/")
         return {"url": f"{base}/v1/files/{stored.name}?sig={stored.signature}"}
+
+
+def _edit_pixels(image: imaging.DecodedImage, mask: imaging.DecodedImage | None, alpha_is_mask: bool,
+                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The edit's input at the output size, and its repaint mask (None: image-to-image on the whole image)."""
+    original = imaging.to_rgb_array(image.image, size)
+    if mask is not None:
+        return original, imaging.repaint_mask_from_alpha(mask.image, size)
+    if alpha_is_mask:
+        return original, imaging.repaint_mask_from_alpha(image.image, size)
+    return original, None
 
 
 def _image_tokens(width: int, height: int) -> int:
