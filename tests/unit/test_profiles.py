@@ -31,20 +31,18 @@ def test_quality_words_map_onto_step_levels():
     ("1000x1000", False), ("4096x1024", False), ("512x512", False), ("1024x3072", True), ("1024x3088", False),
 ])
 def test_gpt_image_2_size_rules(size, ok):
-    profile = PROFILES[Family.GPT_IMAGE_FREE_SIZE]
+    assert_size_rule(Family.GPT_IMAGE_FREE_SIZE, size, ok)
+
+
+def assert_size_rule(family: Family, size: str, ok: bool) -> None:
     if ok:
-        assert check_free_size(profile, size, 2048 * 2048, 8)
+        assert check_free_size(PROFILES[family], size, 2048 * 2048, 8)
     else:
         with pytest.raises(InvalidRequest):
-            check_free_size(profile, size, 2048 * 2048, 8)
+            check_free_size(PROFILES[family], size, 2048 * 2048, 8)
 
 
 @pytest.mark.parametrize("size, ok", [("64x64", True), ("264x200", True), ("260x256", False), ("56x64", False),
                                       ("2048x2056", False), ("x", False)])
 def test_native_size_rules(size, ok):
-    profile = PROFILES[Family.NATIVE]
-    if ok:
-        assert check_free_size(profile, size, 2048 * 2048, 8)
-    else:
-        with pytest.raises(InvalidRequest):
-            check_free_size(profile, size, 2048 * 2048, 8)
+    assert_size_rule(Family.NATIVE, size, ok)
