@@ -19,7 +19,7 @@ from imageapi.errors import ImageAPIError, InternalError, ServiceUnavailable, To
 from imageapi.service.images import ImagesService, RequestContext, UploadedFile
 from imageapi.service.requests import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest
 from imageapi.service.tasks import TasksService, TaskType
-from imageapi.tasks.store import Attempt, Delivery, TaskRow, TaskState, TaskStore
+from imageapi.tasks.records import Attempt, Delivery, TaskRow, TaskState, TaskStore
 from imageapi.tasks.webhooks import RetryPolicy, WebhookSender
 
 log = logging.getLogger(__name__)

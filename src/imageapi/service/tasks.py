@@ -28,7 +28,7 @@ from imageapi.service.requests import (
     ImageRequest,
     ImageVariationRequest,
 )
-from imageapi.tasks.store import Delivery, InputFile, NewTask, TaskFilter, TaskRow, TaskStore
+from imageapi.tasks.records import Delivery, InputFile, NewTask, TaskFilter, TaskRow, TaskStore
 
 
 class TaskType(StrEnum):
