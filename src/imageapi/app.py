@@ -22,10 +22,15 @@ from imageapi.engine.worker import Engine, ImageBackend
 from imageapi.errors import ImageAPIError, InvalidRequest, MethodNotAllowed, NotFound, envelope
 from imageapi.http import images as images_routes
 from imageapi.http import meta as meta_routes
+from imageapi.http import tasks as tasks_routes
 from imageapi.http.auth import BearerAuthenticator
 from imageapi.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from imageapi.service.images import ImagesService
+from imageapi.service.task_runner import TaskRunner
+from imageapi.service.tasks import TasksService
 from imageapi.storage.blobs import LocalBlobStore, load_or_create_secret
+from imageapi.tasks.store import SqliteTaskStore
+from imageapi.tasks.webhooks import RetryPolicy, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,22 @@ def _install_error_handlers(app: FastAPI) -> None:
                                                         param=param))
 
 
+async def _start_tasks(app: FastAPI, settings: Settings) -> tuple[SqliteTaskStore, TaskRunner]:
+    """Async tasks: the durable store, the submission service, the runner (which resumes unfinished work)."""
+    store = await asyncio.to_thread(SqliteTaskStore, settings.data_dir / "tasks.sqlite3")
+    runner: TaskRunner | None = None
+    app.state.tasks = TasksService(store, app.state.images, settings.data_dir / "task-inputs",
+                                   allow_private_urls=settings.allow_private_urls,
+                                   wake_runner=lambda: runner.wake() if runner else None)
+    sender = WebhookSender(secret=settings.webhook_secret, timeout_s=settings.webhook_timeout_seconds,
+                           allow_private=settings.allow_private_urls)
+    runner = TaskRunner(store, app.state.images, app.state.tasks, sender,
+                        RetryPolicy(settings.webhook_max_attempts, settings.webhook_window_seconds),
+                        workers=settings.task_workers)
+    await runner.start()
+    return store, runner
+
+
 def build_app(settings: Settings, backend_factory: BackendFactory | None = None) -> FastAPI:
     engine = build_engine(settings, backend_factory)
     data_dir = settings.data_dir
@@ -103,9 +124,12 @@ def build_app(settings: Settings, backend_factory: BackendFactory | None = None)
             png_level=settings.png_compress_level, public_url=settings.public_url)
         engine.start()
         sweeper = asyncio.create_task(_sweep_forever(blobs))
+        task_store, task_runner = await _start_tasks(app, settings)
         try:
             yield
         finally:
+            await task_runner.stop()
+            await asyncio.to_thread(task_store.close)
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -119,6 +143,7 @@ def build_app(settings: Settings, backend_factory: BackendFactory | None = None)
     for prefix in API_PREFIXES:
         app.include_router(images_routes.router, prefix=prefix)
         app.include_router(meta_routes.api_router, prefix=prefix)
+        app.include_router(tasks_routes.router, prefix=prefix)
     app.include_router(meta_routes.root_router)
     _install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

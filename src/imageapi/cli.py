@@ -41,6 +41,11 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
     serve.add_argument("--png-compress-level", type=int, help=_help("png_compress_level"))
     serve.add_argument("--max-body-bytes", type=int, help=_help("max_body_bytes"))
     serve.add_argument("--log-level", help=_help("log_level"))
+    serve.add_argument("--task-workers", type=int, help=_help("task_workers"))
+    serve.add_argument("--webhook-secret", help=_help("webhook_secret"))
+    serve.add_argument("--webhook-max-attempts", type=int, help=_help("webhook_max_attempts"))
+    serve.add_argument("--webhook-window-seconds", type=float, help=_help("webhook_window_seconds"))
+    serve.add_argument("--webhook-timeout-seconds", type=float, help=_help("webhook_timeout_seconds"))
 
 
 def is_loopback(host: str) -> bool:

@@ -71,6 +71,14 @@ class Settings(BaseModel):
     max_image_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="Largest uploaded image file.")
     max_input_pixels: int = Field(4096 * 4096, ge=1, description="Largest decoded input image (bomb guard).")
     log_level: str = Field("info", description="Log level.")
+    # Async tasks (callback_url / async) and their webhooks.
+    task_workers: int = Field(2, ge=1, le=64, description="Async tasks run at the same time (each may hold up to "
+                                                          "n images in the GPU queue).")
+    webhook_secret: str | None = Field(None, description="Signs callbacks (x-imageapi-signature: HMAC-SHA256); "
+                                                         "prefer IMAGEAPI_WEBHOOK_SECRET to the flag.")
+    webhook_max_attempts: int = Field(10, ge=1, le=50, description="Callback attempts before giving up.")
+    webhook_window_seconds: float = Field(3600.0, gt=0, description="Callback retries spread over this window.")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one callback attempt.")
 
     @field_validator("models")
     @classmethod

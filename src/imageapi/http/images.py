@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from imageapi.errors import InvalidRequest, NotImplementedByServer
-from imageapi.http.auth import Authenticated
+from imageapi.http.auth import Authenticated, Principal
 from imageapi.http.bodies import ParsedBody, parse_body, validate
 from imageapi.service.images import ImagesService, RequestContext, UploadedFile
 from imageapi.service.requests import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest
+from imageapi.service.tasks import Submitter, TasksService, wants_task
 
 router = APIRouter()
 
@@ -21,6 +22,15 @@ def _service(request: Request) -> ImagesService:
 
 def _context(request: Request) -> RequestContext:
     return RequestContext(trace_id=request.state.trace_id, base_url=str(request.base_url))
+
+
+def _tasks(request: Request) -> TasksService:
+    return request.app.state.tasks
+
+
+def _submitter(request: Request, principal: Principal) -> Submitter:
+    """Async mode (callback_url / async): who submits, for the task's owner, trace id and result URLs."""
+    return Submitter(owner=principal.key_id, trace_id=request.state.trace_id, base_url=str(request.base_url))
 
 
 async def _body(request: Request) -> ParsedBody:
@@ -34,25 +44,31 @@ def _image_urls_unsupported(body: ParsedBody) -> None:
 
 
 @router.post("/images/generations")
-async def create_image(request: Request, _: Authenticated) -> dict[str, Any]:
+async def create_image(request: Request, principal: Authenticated) -> dict[str, Any]:
     body = await _body(request)
-    return await _service(request).generate(validate(ImageGenerationRequest, body.fields), _context(request))
+    generation = validate(ImageGenerationRequest, body.fields)
+    if wants_task(generation):
+        return await _tasks(request).submit_generation(generation, _submitter(request, principal))
+    return await _service(request).generate(generation, _context(request))
 
 
 @router.post("/images/edits")
-async def create_image_edit(request: Request, _: Authenticated) -> dict[str, Any]:
+async def create_image_edit(request: Request, principal: Authenticated) -> dict[str, Any]:
     body = await _body(request)
     _image_urls_unsupported(body)
     edit = validate(ImageEditRequest, body.fields)
     masks = body.file_list("mask")
     if len(masks) > 1:
         raise InvalidRequest("Only one 'mask' file may be sent.", param="mask")
+    if wants_task(edit):
+        return await _tasks(request).submit_edit(edit, body.file_list("image"), masks[0] if masks else None,
+                                                 _submitter(request, principal))
     return await _service(request).edit(edit, body.file_list("image"), masks[0] if masks else None,
                                         _context(request))
 
 
 @router.post("/images/variations")
-async def create_image_variation(request: Request, _: Authenticated) -> dict[str, Any]:
+async def create_image_variation(request: Request, principal: Authenticated) -> dict[str, Any]:
     body = await _body(request)
     _image_urls_unsupported(body)
     variation = validate(ImageVariationRequest, body.fields)
@@ -61,4 +77,6 @@ async def create_image_variation(request: Request, _: Authenticated) -> dict[str
         raise InvalidRequest("Missing required parameter: 'image'." if not images else
                              "Variations take exactly one 'image' file.", param="image",
                              code="missing_required_parameter" if not images else "invalid_value")
+    if wants_task(variation):
+        return await _tasks(request).submit_variation(variation, images[0], _submitter(request, principal))
     return await _service(request).variation(variation, images[0], _context(request))

@@ -1,5 +1,6 @@
 """The Images API's meaning: a request becomes jobs (one per output image, each with its own seed),
-the engine's pixels become an ImagesResponse. Sync only here; async tasks wrap these same calls."""
+the engine's pixels become an ImagesResponse. Async tasks (service/tasks.py) check with these same calls
+(`check_only=True`) before acknowledging, and run them later."""
 
 from __future__ import annotations
 
@@ -133,7 +134,11 @@ class ImagesService:
         except BlobRefused:
             return None
 
-    async def generate(self, request: ImageGenerationRequest, context: RequestContext) -> dict[str, Any]:
+    # `check_only=True` (async submission): every check runs, nothing is generated, `{}` is returned. A request
+    # that would be a sync 4xx is so refused before its task is acknowledged.
+
+    async def generate(self, request: ImageGenerationRequest, context: RequestContext, *,
+                       check_only: bool = False) -> dict[str, Any]:
         target = self._target(request.model, Endpoint.GENERATIONS)
         self._check_prompted(target.profile, request)
         if request.style is not None:
@@ -147,11 +152,13 @@ class ImagesService:
         key = self._key(target, Task.TEXT_TO_IMAGE, plan, request, strength=None)
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt)
                 for seed in self._seeds(request.seed, self._n(target.profile, request.n))]
+        if check_only:
+            return {}
         pixels = await self._run(jobs)
         return await self._respond(target, plan, request.prompt, pixels, [job.seed for job in jobs], context)
 
     async def edit(self, request: ImageEditRequest, images: Sequence[UploadedFile], mask: UploadedFile | None,
-                   context: RequestContext) -> dict[str, Any]:
+                   context: RequestContext, *, check_only: bool = False) -> dict[str, Any]:
         target = self._target(request.model, Endpoint.EDITS)
         self._check_prompted(target.profile, request)
         n = self._n(target.profile, request.n)
@@ -167,13 +174,15 @@ class ImagesService:
         key = self._key(target, task, plan, request, strength=strength)
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt, original, repaint)
                 for seed in self._seeds(request.seed, n)]
+        if check_only:
+            return {}
         pixels = await self._run(jobs)
         restore = (original, repaint) if repaint is not None else None
         return await self._respond(target, plan, request.prompt, pixels, [job.seed for job in jobs], context,
                                    input_images=[image.size for image in decoded], restore=restore)
 
     async def variation(self, request: ImageVariationRequest, image: UploadedFile,
-                        context: RequestContext) -> dict[str, Any]:
+                        context: RequestContext, *, check_only: bool = False) -> dict[str, Any]:
         target = self._target(request.model, Endpoint.VARIATIONS)
         n = self._n(target.profile, request.n)
         self._check_response_format(request)
@@ -186,6 +195,8 @@ class ImagesService:
         prompt = request.prompt or ""
         jobs = [ImageJob(key, prompt, seed, request.negative_prompt, original)
                 for seed in self._seeds(request.seed, n)]
+        if check_only:
+            return {}
         pixels = await self._run(jobs)
         return await self._respond(target, plan, prompt, pixels, [job.seed for job in jobs], context)
 
@@ -230,9 +241,6 @@ class ImagesService:
     def _check_response_format(request: ImageRequest) -> None:
         if request.response_format is not None and request.response_format not in RESPONSE_FORMATS:
             raise invalid_choice("response_format", request.response_format, RESPONSE_FORMATS)
-        if request.callback_url is not None or request.async_mode:
-            raise NotImplementedByServer("The async mode (callback_url, async) is not implemented yet.",
-                                         param="callback_url" if request.callback_url else "async")
 
     def _check_prompted(self, profile: Profile, request: PromptedImageRequest) -> None:
         if not request.prompt.strip():
