@@ -99,3 +99,14 @@ def test_pad_to_bucket():
     assert pad_to_bucket([1, 2, 3], (1, 2, 4))[-1] == 3
     assert len(pad_to_bucket([1] * 9, (1, 2, 4, 8))) == 9  # past the largest bucket: as it is
     assert len(pad_to_bucket([1, 2, 3], ())) == 3
+
+
+def test_the_diffusers_factory_passes_compile_mode_and_buckets_only_with_compile():
+    pytest.importorskip("torch")
+    from imageapi.app import diffusers_backend_factory
+
+    plain = diffusers_backend_factory(settings(max_batch_images=4))("m")
+    assert plain.compile_mode is None and plain.batch_buckets == ()
+    compiled = diffusers_backend_factory(settings(max_batch_images=4, compile=True,
+                                                  compile_mode="max-autotune-no-cudagraphs"))("m")
+    assert compiled.compile_mode == "max-autotune-no-cudagraphs" and compiled.batch_buckets == (1, 2, 4)
