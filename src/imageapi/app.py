@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from imageapi import imaging
 from imageapi.config import Settings
 from imageapi.engine.models import describe_model
-from imageapi.engine.tuning import batch_buckets, batch_policy, warmup_plan
+from imageapi.engine.tuning import batch_policy, compile_options, warmup_plan
 from imageapi.engine.worker import Engine, ImageBackend
 from imageapi.errors import ImageAPIError, InvalidRequest, MethodNotAllowed, NotFound, envelope
 from imageapi.http import images as images_routes
@@ -41,12 +41,8 @@ def diffusers_backend_factory(settings: Settings) -> BackendFactory:
         from imageapi.backends.diffusers_pipeline import DiffusersBackend  # torch loads with the first model
 
         spec = specs[name]
-        compiled = settings.compile
         return DiffusersBackend(spec.source, device=settings.device, dtype=settings.dtype,
-                                inpaint_source=spec.inpaint_source,
-                                compile_mode=settings.compile_mode if compiled else None,
-                                batch_buckets=batch_buckets(batch_policy(spec, settings).max_images) if compiled
-                                else ())
+                                inpaint_source=spec.inpaint_source, **compile_options(spec, settings))
 
     return make
 

@@ -4,6 +4,7 @@ compiled model pads to, and the shapes the engine warms up before it reports rea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from imageapi.config import ModelSpec, Settings
 from imageapi.engine.job import BatchKey, Task
@@ -41,6 +42,14 @@ def batch_buckets(max_images: int) -> tuple[int, ...]:
         buckets.add(size)
         size *= 2
     return tuple(sorted(buckets))
+
+
+def compile_options(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
+    """The backend's compile_mode and batch_buckets: none without --compile (eager runs any batch size)."""
+    if not settings.compile:
+        return {"compile_mode": None, "batch_buckets": ()}
+    return {"compile_mode": settings.compile_mode,
+            "batch_buckets": batch_buckets(batch_policy(spec, settings).max_images)}
 
 
 def warmup_sizes(settings: Settings, model: ModelInfo) -> list[tuple[int, int]]:
