@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from imageapi import imaging
 from imageapi.config import Settings
 from imageapi.engine.models import describe_model
-from imageapi.engine.queue import BatchPolicy
+from imageapi.engine.tuning import batch_policy, compile_options, warmup_plan
 from imageapi.engine.worker import Engine, ImageBackend
 from imageapi.errors import ImageAPIError, InvalidRequest, MethodNotAllowed, NotFound, envelope
 from imageapi.http import images as images_routes
@@ -47,16 +47,17 @@ def diffusers_backend_factory(settings: Settings) -> BackendFactory:
 
         spec = specs[name]
         return DiffusersBackend(spec.source, device=settings.device, dtype=settings.dtype,
-                                inpaint_source=spec.inpaint_source)
+                                inpaint_source=spec.inpaint_source, **compile_options(spec, settings))
 
     return make
 
 
 def build_engine(settings: Settings, backend_factory: BackendFactory | None = None) -> Engine:
-    policies = {spec.name: BatchPolicy(spec.max_batch_images, spec.max_batch_wait_ms / 1000)
-                for spec in settings.models}
-    return Engine([describe_model(spec) for spec in settings.models],
-                  backend_factory or diffusers_backend_factory(settings), policies, settings.queue_capacity)
+    models = [describe_model(spec) for spec in settings.models]
+    policies = {spec.name: batch_policy(spec, settings) for spec in settings.models}
+    warmup = [batch for model in models for batch in warmup_plan(settings, model, policies[model.name])]
+    return Engine(models, backend_factory or diffusers_backend_factory(settings), policies,
+                  settings.queue_capacity, warmup)
 
 
 async def _sweep_forever(blobs: LocalBlobStore) -> None:

@@ -46,6 +46,14 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
     serve.add_argument("--webhook-max-attempts", type=int, help=_help("webhook_max_attempts"))
     serve.add_argument("--webhook-window-seconds", type=float, help=_help("webhook_window_seconds"))
     serve.add_argument("--webhook-timeout-seconds", type=float, help=_help("webhook_timeout_seconds"))
+    serve.add_argument("--encode-workers", type=int, help=_help("encode_workers"))
+    serve.add_argument("--max-batch-images", type=int, help=_help("max_batch_images"))
+    serve.add_argument("--max-batch-wait-ms", type=float, help=_help("max_batch_wait_ms"))
+    serve.add_argument("--compile", action="store_true", default=None, help=_help("compile"))
+    serve.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune",
+                                                  "max-autotune-no-cudagraphs"], help=_help("compile_mode"))
+    serve.add_argument("--compile-size", dest="compile_sizes", action="append", metavar="WxH",
+                       help=_help("compile_sizes"))
 
 
 def is_loopback(host: str) -> bool:

@@ -45,6 +45,14 @@ class ModelSpec(BaseModel):
         return cls(name=name, source=source)
 
 
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (a container's limit), not every CPU of the host."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -65,7 +73,7 @@ class Settings(BaseModel):
                                                                     description="auto: float16 on GPU, float32 on CPU.")
     queue_capacity: int = Field(256, ge=1, description="Most images waiting for the GPU; past it, 429.")
     png_compress_level: int = Field(1, ge=0, le=9, description="zlib level for PNG results (1: fast).")
-    encode_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1,
+    encode_workers: int = Field(default_factory=lambda: _usable_cpus(), ge=1,
                                 description="Threads that encode results.")
     max_body_bytes: int = Field(128 * 1024 * 1024, ge=1024, description="Largest request body; past it, 413.")
     max_image_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="Largest uploaded image file.")
@@ -79,6 +87,26 @@ class Settings(BaseModel):
     webhook_max_attempts: int = Field(10, ge=1, le=50, description="Callback attempts before giving up.")
     webhook_window_seconds: float = Field(3600.0, gt=0, description="Callback retries spread over this window.")
     webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one callback attempt.")
+    # Throughput (batching defaults, compilation); per-model settings in the config file win.
+    max_batch_images: int | None = Field(None, ge=1, description="Default most images per pipeline call, for "
+                                                                 "models whose config does not set it (else 8).")
+    max_batch_wait_ms: float | None = Field(None, ge=0, description="Default time a batch waits to fill up, for "
+                                                                    "models whose config does not set it (else 5).")
+    compile: bool = Field(False, description="torch.compile the denoiser and VAE decoder, warmed up for each size "
+                                             "and batch bucket before /health says ready.")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        "default", description="torch.compile mode used with --compile.")
+    compile_sizes: tuple[str, ...] = Field((), description="WxH sizes warmed up with --compile (repeatable); "
+                                                           "default: each model's default size.")
+
+    @field_validator("compile_sizes")
+    @classmethod
+    def _sizes_are_sizes(cls, sizes: tuple[str, ...]) -> tuple[str, ...]:
+        for size in sizes:
+            width, sep, height = size.lower().partition("x")
+            if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+                raise ValueError(f"compile sizes are WxH, like 512x512; got {size!r}")
+        return sizes
 
     @field_validator("models")
     @classmethod
@@ -125,6 +153,8 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             values[field] = [key.strip() for key in value.split(",") if key.strip()]
         elif field == "models":
             values[field] = [ModelSpec.parse(item.strip()) for item in value.split(",") if item.strip()]
+        elif field == "compile_sizes":
+            values[field] = [size.strip() for size in value.split(",") if size.strip()]
         else:
             values[field] = value
     return values

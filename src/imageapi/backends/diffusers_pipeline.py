@@ -63,11 +63,16 @@ def _own_scheduler(pipe: Any) -> Any:
 
 class DiffusersBackend:
     def __init__(self, source: str, *, device: str = "auto", dtype: str = "auto",
-                 inpaint_source: str | None = None) -> None:
+                 inpaint_source: str | None = None, compile_mode: str | None = None,
+                 batch_buckets: Sequence[int] = ()) -> None:
+        """compile_mode: a torch.compile mode for the denoiser and the VAE decoder, or None for eager.
+        batch_buckets: batch sizes to pad every batch up to (compiled graphs are per shape), or () for none."""
         self.source = source
         self.inpaint_source = inpaint_source
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
+        self.compile_mode = compile_mode
+        self.batch_buckets = tuple(sorted(set(batch_buckets)))
         self._pipes: dict[Task, Any] = {}
 
     def load(self) -> None:
@@ -82,7 +87,11 @@ class DiffusersBackend:
         self._pipes = {Task.TEXT_TO_IMAGE: text_to_image, Task.IMAGE_TO_IMAGE: image_to_image, Task.INPAINT: inpaint}
         for pipe in self._pipes.values():
             pipe.set_progress_bar_config(disable=True)
-        log.info("loaded %s on %s (%s)", self.source, self.device, self.dtype)
+        if self.compile_mode is not None:
+            # Only the shared modules: a dedicated inpainting checkpoint stays eager (it is not warmed up).
+            compile_modules(text_to_image, self.compile_mode, shapes=max(8, 4 * len(self.batch_buckets)))
+        log.info("loaded %s on %s (%s%s)", self.source, self.device, self.dtype,
+                 f", compiled: {self.compile_mode}" if self.compile_mode else "")
 
     def _arguments(self, jobs: Sequence[ImageJob]) -> dict[str, Any]:
         key = jobs[0].key
@@ -96,7 +105,7 @@ class DiffusersBackend:
             "generator": [torch.Generator(generator_device).manual_seed(job.seed) for job in jobs],
             "output_type": "pt",
         }
-        if any(job.negative_prompt for job in jobs):
+        if key.negative_prompt:  # the key keeps jobs with and without one apart (see BatchKey)
             arguments["negative_prompt"] = [job.negative_prompt or "" for job in jobs]
         if key.task is not Task.TEXT_TO_IMAGE:
             arguments["image"] = self._to_tensor(np.stack([job.init_image for job in jobs]))  # type: ignore[misc]
@@ -112,9 +121,33 @@ class DiffusersBackend:
         return tensor.permute(0, 3, 1, 2).to(self.dtype) / 255.0
 
     def run(self, jobs: Sequence[ImageJob]) -> list[np.ndarray]:
+        wanted = len(jobs)
+        jobs = pad_to_bucket(jobs, self.batch_buckets)
         pipe = self._pipes[jobs[0].key.task]
         with torch.inference_mode():
-            images = pipe(**self._arguments(jobs)).images  # NCHW in [0, 1] on the device
+            images = pipe(**self._arguments(jobs)).images[:wanted]  # NCHW in [0, 1] on the device
             as_bytes = (images * 255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
             host = as_bytes.cpu().numpy()
         return list(host)
+
+
+def pad_to_bucket(jobs: Sequence[ImageJob], buckets: Sequence[int]) -> Sequence[ImageJob]:
+    """Repeats the last job up to the smallest bucket that holds the batch, so a compiled graph made
+    for that batch size is reused instead of compiling a new one while serving. Past the largest
+    bucket (or without buckets) the batch runs as it is."""
+    bucket = next((size for size in buckets if size >= len(jobs)), len(jobs))
+    return list(jobs) + [jobs[-1]] * (bucket - len(jobs))
+
+
+def compile_modules(pipe: Any, mode: str, shapes: int) -> None:
+    """torch.compile, in place, the denoiser and the VAE decoder (from_pipe pipelines share these very
+    modules). Compilation happens lazily, on the first call per shape: the engine's warm-up makes those
+    calls before it reports ready."""
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, shapes)
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    decoder = getattr(getattr(pipe, "vae", None), "decoder", None)
+    for module in (denoiser, decoder):
+        if module is not None:
+            module.compile(mode=mode, dynamic=False)

@@ -26,6 +26,14 @@ class BatchKey:
     steps: int
     guidance_scale: float
     strength: float | None = None
+    # Whether the jobs carry a negative prompt. With classifier-free guidance on, a batch that has one
+    # changes the others' computation (SDXL, for one, uses zero embeddings when no job has any), so jobs
+    # with and without one never share a call. Always False when guidance is off (it is then ignored).
+    negative_prompt: bool = False
+
+    @property
+    def uses_guidance(self) -> bool:
+        return self.guidance_scale > 1.0  # diffusers' rule for classifier-free guidance
 
 
 @dataclass(eq=False)

@@ -26,7 +26,7 @@ class ModelInfo:
         return self.steps[quality]
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
     width, _, height = text.lower().partition("x")
     return int(width), int(height)
 
@@ -52,6 +52,6 @@ def describe_model(spec: ModelSpec) -> ModelInfo:
         guidance_scale=spec.guidance_scale if spec.guidance_scale is not None else (0.0 if few_step else 7.5),
         strength=spec.strength,
         variation_strength=spec.variation_strength,
-        default_size=_parse_size(spec.default_size) if spec.default_size else (size, size),
+        default_size=parse_size(spec.default_size) if spec.default_size else (size, size),
         max_pixels=spec.max_pixels,
     )

@@ -79,6 +79,8 @@ class JobQueue:
                 if remaining <= 0:
                     break
                 self._changed.wait(remaining)
+            if self._closed:  # closing mid-wait: the jobs stay queued, for drain() to cancel
+                return []
             return self._take(key, policy.max_images)
 
     def _count(self, key: BatchKey) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 from imageapi.engine.job import BatchKey, ImageJob
 from imageapi.engine.models import ModelInfo
 from imageapi.engine.queue import BatchPolicy, JobQueue
+from imageapi.engine.tuning import WarmupBatch
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class BatchSizeMismatch(RuntimeError):
 
 class Engine:
     def __init__(self, models: Sequence[ModelInfo], backend_factory: Callable[[str], ImageBackend],
-                 policies: Mapping[str, BatchPolicy], capacity: int) -> None:
+                 policies: Mapping[str, BatchPolicy], capacity: int,
+                 warmup: Sequence[WarmupBatch] = ()) -> None:
         self.models: dict[str, ModelInfo] = {model.name: model for model in models}
         self._backend_factory = backend_factory
         self._policies = dict(policies)
@@ -53,6 +55,8 @@ class Engine:
         self.state = EngineState.LOADING
         self.batch_sizes: Counter[int] = Counter()
         self._seconds_per_image = 1.0  # refined as batches complete; used to estimate Retry-After
+        self.warmup = tuple(warmup)
+        self.warmed_up = 0  # warm-up batches done; the engine is READY only after all of them
 
     def _policy_for(self, key: BatchKey) -> BatchPolicy:
         return self._policies.get(key.model, BatchPolicy())
@@ -87,8 +91,9 @@ class Engine:
                 backend = self._backend_factory(name)
                 backend.load()
                 self._backends[name] = backend
+            self._warm_up()
         except Exception:
-            log.exception("loading the models failed")
+            log.exception("loading or warming up the models failed")
             self.state = EngineState.FAILED
             return
         self.state = EngineState.READY
@@ -97,6 +102,20 @@ class Engine:
             batch = self._queue.next_batch(idle_timeout_s=1.0)
             if batch:
                 self._run_batch(batch)
+
+    def _warm_up(self) -> None:
+        """One call per shape a compiled model will see, so no request waits for a compilation."""
+        for shape in self.warmup:
+            if self._stopping.is_set():
+                return
+            started = time.perf_counter()
+            jobs = [ImageJob(shape.key, "warm-up", seed) for seed in range(shape.images)]
+            images = self._backends[shape.key.model].run(jobs)
+            if len(images) != len(jobs):
+                raise BatchSizeMismatch(f"warm-up returned {len(images)} images for {len(jobs)} jobs")
+            self.warmed_up += 1
+            log.info("warmed up %s %dx%d batch %d in %.1fs (%d/%d)", shape.key.model, shape.key.width,
+                     shape.key.height, shape.images, time.perf_counter() - started, self.warmed_up, len(self.warmup))
 
     def _run_batch(self, batch: list[ImageJob]) -> None:
         live = [job for job in batch if job.result.set_running_or_notify_cancel()]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from imageapi.errors import InvalidRequest, NotImplementedByServer
 from imageapi.http.auth import Authenticated, Principal
 from imageapi.http.bodies import ParsedBody, parse_body, validate
+from imageapi.http.fast_json import json_response
 from imageapi.service.images import ImagesService, RequestContext, UploadedFile
 from imageapi.service.requests import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest
 from imageapi.service.tasks import Submitter, TasksService, wants_task
@@ -44,31 +44,30 @@ def _image_urls_unsupported(body: ParsedBody) -> None:
 
 
 @router.post("/images/generations")
-async def create_image(request: Request, principal: Authenticated) -> dict[str, Any]:
+async def create_image(request: Request, principal: Authenticated) -> Response:
     body = await _body(request)
     generation = validate(ImageGenerationRequest, body.fields)
     if wants_task(generation):
-        return await _tasks(request).submit_generation(generation, _submitter(request, principal))
-    return await _service(request).generate(generation, _context(request))
+        return json_response(await _tasks(request).submit_generation(generation, _submitter(request, principal)))
+    return json_response(await _service(request).generate(generation, _context(request)))
 
 
 @router.post("/images/edits")
-async def create_image_edit(request: Request, principal: Authenticated) -> dict[str, Any]:
+async def create_image_edit(request: Request, principal: Authenticated) -> Response:
     body = await _body(request)
     _image_urls_unsupported(body)
     edit = validate(ImageEditRequest, body.fields)
     masks = body.file_list("mask")
     if len(masks) > 1:
         raise InvalidRequest("Only one 'mask' file may be sent.", param="mask")
+    images, mask = body.file_list("image"), masks[0] if masks else None
     if wants_task(edit):
-        return await _tasks(request).submit_edit(edit, body.file_list("image"), masks[0] if masks else None,
-                                                 _submitter(request, principal))
-    return await _service(request).edit(edit, body.file_list("image"), masks[0] if masks else None,
-                                        _context(request))
+        return json_response(await _tasks(request).submit_edit(edit, images, mask, _submitter(request, principal)))
+    return json_response(await _service(request).edit(edit, images, mask, _context(request)))
 
 
 @router.post("/images/variations")
-async def create_image_variation(request: Request, principal: Authenticated) -> dict[str, Any]:
+async def create_image_variation(request: Request, principal: Authenticated) -> Response:
     body = await _body(request)
     _image_urls_unsupported(body)
     variation = validate(ImageVariationRequest, body.fields)
@@ -78,5 +77,6 @@ async def create_image_variation(request: Request, principal: Authenticated) -> 
                              "Variations take exactly one 'image' file.", param="image",
                              code="missing_required_parameter" if not images else "invalid_value")
     if wants_task(variation):
-        return await _tasks(request).submit_variation(variation, images[0], _submitter(request, principal))
-    return await _service(request).variation(variation, images[0], _context(request))
+        return json_response(await _tasks(request).submit_variation(variation, images[0],
+                                                                    _submitter(request, principal)))
+    return json_response(await _service(request).variation(variation, images[0], _context(request)))

@@ -126,6 +126,7 @@ class ImagesService:
         ready = engine.state is EngineState.READY
         return ready, {"status": "ok" if ready else str(engine.state), "models": list(engine.models),
                        "queue_depth": engine.queue_depth,
+                       "warmup": {"done": engine.warmed_up, "total": len(engine.warmup)},
                        "batch_sizes": {str(size): count for size, count in sorted(engine.batch_sizes.items())}}
 
     def result_path(self, name: str, signature: str) -> Path | None:
@@ -318,7 +319,8 @@ class ImagesService:
         model = target.model
         steps = request.num_inference_steps or model.steps_for(plan.quality)  # type: ignore[arg-type]
         guidance = request.guidance_scale if request.guidance_scale is not None else model.guidance_scale
-        return BatchKey(model.name, task, plan.width, plan.height, steps, guidance, strength)
+        negative = bool(request.negative_prompt) and guidance > 1.0  # only guidance reads it
+        return BatchKey(model.name, task, plan.width, plan.height, steps, guidance, strength, negative)
 
     @staticmethod
     def _seeds(seed: int | None, n: int) -> list[int]:
