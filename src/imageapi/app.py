@@ -24,6 +24,9 @@ from imageapi.http import images as images_routes
 from imageapi.http import meta as meta_routes
 from imageapi.http.auth import BearerAuthenticator
 from imageapi.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from imageapi.http.ratelimits import RateLimitHeadersMiddleware
+from imageapi.keys.store import KeyStore
+from imageapi.ratelimit import RateLimiter
 from imageapi.service.images import ImagesService
 from imageapi.storage.blobs import LocalBlobStore, load_or_create_secret
 
@@ -115,12 +118,15 @@ def build_app(settings: Settings, backend_factory: BackendFactory | None = None)
     app = FastAPI(title="imageapi", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
-    app.state.authenticator = BearerAuthenticator(settings.api_keys)
+    # Security (issue 5): flag/env keys plus the data dir's key store; per-key rate limits.
+    app.state.authenticator = BearerAuthenticator(settings.api_keys, KeyStore.in_data_dir(data_dir))
+    app.state.ratelimiter = RateLimiter(settings.rate_limit_window_seconds)
     for prefix in API_PREFIXES:
         app.include_router(images_routes.router, prefix=prefix)
         app.include_router(meta_routes.api_router, prefix=prefix)
     app.include_router(meta_routes.root_router)
     _install_error_handlers(app)
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

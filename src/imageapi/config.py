@@ -71,6 +71,12 @@ class Settings(BaseModel):
     max_image_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="Largest uploaded image file.")
     max_input_pixels: int = Field(4096 * 4096, ge=1, description="Largest decoded input image (bomb guard).")
     log_level: str = Field("info", description="Log level.")
+    # Security (issue 5): per-key rate limits; a key created with its own limits overrides these.
+    images_per_minute: int = Field(50, ge=1, description="Images a key may make per minute (OpenAI's default: 50); "
+                                                         "n=4 counts 4.")
+    requests_per_minute: int = Field(500, ge=1, description="Image requests a key may send per minute.")
+    rate_limit_window_seconds: float = Field(60.0, gt=0, le=3600, description="The period the per-minute limits "
+                                             "refill over (a key may burst its whole limit, then refills steadily).")
 
     @field_validator("models")
     @classmethod

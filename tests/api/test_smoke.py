@@ -1,4 +1,4 @@
-from support import decode, mask_bytes, png_bytes
+from support import mask_bytes, png_bytes
 
 
 def test_generate_b64(client):

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from imageapi.errors import InvalidRequest, NotImplementedByServer
-from imageapi.http.auth import Authenticated
 from imageapi.http.bodies import ParsedBody, parse_body, validate
+from imageapi.http.ratelimits import RateLimited, images_charged
 from imageapi.service.images import ImagesService, RequestContext, UploadedFile
 from imageapi.service.requests import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest
 
@@ -34,25 +34,28 @@ def _image_urls_unsupported(body: ParsedBody) -> None:
 
 
 @router.post("/images/generations")
-async def create_image(request: Request, _: Authenticated) -> dict[str, Any]:
+async def create_image(request: Request, principal: RateLimited) -> dict[str, Any]:
     body = await _body(request)
-    return await _service(request).generate(validate(ImageGenerationRequest, body.fields), _context(request))
+    generation = validate(ImageGenerationRequest, body.fields)
+    async with images_charged(request, principal, generation.n):
+        return await _service(request).generate(generation, _context(request))
 
 
 @router.post("/images/edits")
-async def create_image_edit(request: Request, _: Authenticated) -> dict[str, Any]:
+async def create_image_edit(request: Request, principal: RateLimited) -> dict[str, Any]:
     body = await _body(request)
     _image_urls_unsupported(body)
     edit = validate(ImageEditRequest, body.fields)
     masks = body.file_list("mask")
     if len(masks) > 1:
         raise InvalidRequest("Only one 'mask' file may be sent.", param="mask")
-    return await _service(request).edit(edit, body.file_list("image"), masks[0] if masks else None,
-                                        _context(request))
+    async with images_charged(request, principal, edit.n):
+        return await _service(request).edit(edit, body.file_list("image"), masks[0] if masks else None,
+                                            _context(request))
 
 
 @router.post("/images/variations")
-async def create_image_variation(request: Request, _: Authenticated) -> dict[str, Any]:
+async def create_image_variation(request: Request, principal: RateLimited) -> dict[str, Any]:
     body = await _body(request)
     _image_urls_unsupported(body)
     variation = validate(ImageVariationRequest, body.fields)
@@ -61,4 +64,5 @@ async def create_image_variation(request: Request, _: Authenticated) -> dict[str
         raise InvalidRequest("Missing required parameter: 'image'." if not images else
                              "Variations take exactly one 'image' file.", param="image",
                              code="missing_required_parameter" if not images else "invalid_value")
-    return await _service(request).variation(variation, images[0], _context(request))
+    async with images_charged(request, principal, variation.n):
+        return await _service(request).variation(variation, images[0], _context(request))
