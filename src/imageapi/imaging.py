@@ -58,8 +58,10 @@ def decode_image(data: bytes, field: str, limits: UploadLimits) -> DecodedImage:
         raise InvalidRequest(
             f"Invalid file '{field}': unsupported file format. Supported file formats are "
             "'image/jpeg', 'image/png', and 'image/webp'.", param=field, code="invalid_image_format") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-            EOFError) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidRequest(f"Invalid file '{field}': the image claims more pixels than this server decodes "
+                             f"(at most {limits.max_pixels}).", param=field, code="image_too_large") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise InvalidRequest(f"Invalid file '{field}': the image could not be decoded ({type(error).__name__}).",
                              param=field, code="invalid_image") from None
     return DecodedImage(field=field, format=image.format or "", mode=image.mode, image=image, byte_size=len(data))

@@ -2,9 +2,8 @@
 
 import time
 
-from support import API_KEY
-
 from imageapi.keys.store import KeyStore
+from support import API_KEY
 
 GEN = "/v1/images/generations"
 BODY = {"prompt": "a cat", "size": "256x256", "response_format": "b64_json"}

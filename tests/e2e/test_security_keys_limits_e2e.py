@@ -7,6 +7,7 @@ import time
 import openai
 import pytest
 from openai import OpenAI
+
 from support import ServerProcess
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from imageapi.errors import InvalidRequest, PayloadTooLarge
@@ -53,6 +54,11 @@ async def parse_multipart(request: Request, max_file_bytes: int) -> ParsedBody:
     except MultiPartException as error:
         raise InvalidRequest(f"Could not parse the multipart body: {error.message}", code="invalid_multipart") \
             from None
+    except HTTPException as error:  # Starlette wraps the parser's MultiPartException in a 400 HTTPException
+        if error.status_code >= 500:
+            raise
+        raise InvalidRequest(f"Could not parse the multipart body: {error.detail}", code="invalid_multipart") \
+            from None
     body = ParsedBody(fields={})
     try:
         for raw_name, value in form.multi_items():
@@ -72,12 +78,33 @@ async def parse_json(request: Request) -> ParsedBody:
     raw = await request.body()
     try:
         value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError) as error:  # ValueError: JSONDecodeError, and ints over 4300 digits
         raise InvalidRequest(f"We could not parse the JSON body of your request: {error}. The body must be a "
                              "JSON object.", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("We could not parse the JSON body of your request: it is nested too deeply.",
+                             code="invalid_json") from None
     if not isinstance(value, dict):
         raise InvalidRequest("The body of your request must be a JSON object.", code="invalid_json")
+    _check_text(value)
     return ParsedBody(fields=value)
+
+
+def _check_text(fields: dict[str, Any]) -> None:
+    """JSON may carry lone surrogates (\\ud800) that are not text: refuse them here, not deep in a tokenizer."""
+    pending: list[tuple[str, Any]] = list(fields.items())
+    while pending:
+        param, value = pending.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidRequest(f"Invalid value for '{param}': the text is not valid Unicode (it contains "
+                                     "an unpaired surrogate).", param=param, code="invalid_value") from None
+        elif isinstance(value, dict):
+            pending.extend((f"{param}.{key}", item) for key, item in value.items())
+        elif isinstance(value, list):
+            pending.extend((f"{param}[{index}]", item) for index, item in enumerate(value))
 
 
 async def parse_body(request: Request, max_file_bytes: int) -> ParsedBody:
