@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from imageapi.errors import InvalidRequest, NotImplementedByServer
+from imageapi.errors import InvalidRequest
 from imageapi.http.bodies import ParsedBody, parse_body, validate
+from imageapi.http.image_refs import fetch_references, image_references, mask_reference
 from imageapi.http.ratelimits import RateLimited, images_charged
 from imageapi.service.images import ImagesService, RequestContext, UploadedFile
 from imageapi.service.requests import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest
@@ -27,12 +28,6 @@ async def _body(request: Request) -> ParsedBody:
     return await parse_body(request, request.app.state.settings.max_image_bytes)
 
 
-def _image_urls_unsupported(body: ParsedBody) -> None:
-    if "images" in body.fields or isinstance(body.fields.get("image"), (str, list)):
-        raise NotImplementedByServer("Input images given by URL are not supported yet; upload them as "
-                                     "multipart files named 'image' or 'image[]'.", param="image")
-
-
 @router.post("/images/generations")
 async def create_image(request: Request, principal: RateLimited) -> dict[str, Any]:
     body = await _body(request)
@@ -44,22 +39,23 @@ async def create_image(request: Request, principal: RateLimited) -> dict[str, An
 @router.post("/images/edits")
 async def create_image_edit(request: Request, principal: RateLimited) -> dict[str, Any]:
     body = await _body(request)
-    _image_urls_unsupported(body)
+    image_refs, mask_ref = image_references(body), mask_reference(body)
     edit = validate(ImageEditRequest, body.fields)
     masks = body.file_list("mask")
-    if len(masks) > 1:
+    if len(masks) + (mask_ref is not None) > 1:
         raise InvalidRequest("Only one 'mask' file may be sent.", param="mask")
     async with images_charged(request, principal, edit.n):
-        return await _service(request).edit(edit, body.file_list("image"), masks[0] if masks else None,
-                                            _context(request))
+        images = body.file_list("image") + await fetch_references(request, image_refs, "image")
+        masks += await fetch_references(request, [mask_ref] if mask_ref else [], "mask")
+        return await _service(request).edit(edit, images, masks[0] if masks else None, _context(request))
 
 
 @router.post("/images/variations")
 async def create_image_variation(request: Request, principal: RateLimited) -> dict[str, Any]:
     body = await _body(request)
-    _image_urls_unsupported(body)
+    image_refs = image_references(body)
     variation = validate(ImageVariationRequest, body.fields)
-    images: list[UploadedFile] = body.file_list("image")
+    images: list[UploadedFile] = body.file_list("image") + await fetch_references(request, image_refs, "image")
     if len(images) != 1:
         raise InvalidRequest("Missing required parameter: 'image'." if not images else
                              "Variations take exactly one 'image' file.", param="image",
