@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from imageapi.config import Settings, load_settings
 from imageapi.keys.cli import add_keys_parser, run_keys
 from imageapi.keys.store import KeyStore
+from imageapi.moderation.policy import load_policy
 
 log = logging.getLogger("imageapi")
 
@@ -45,6 +46,7 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
     serve.add_argument("--log-level", help=_help("log_level"))
     serve.add_argument("--images-per-minute", type=int, help=_help("images_per_minute") + " Default 50.")
     serve.add_argument("--requests-per-minute", type=int, help=_help("requests_per_minute") + " Default 500.")
+    serve.add_argument("--moderation-policy", type=Path, help=_help("moderation_policy"))
     serve.add_argument("--rate-limit-window-seconds", type=float, help=_help("rate_limit_window_seconds"))
 
 
@@ -69,6 +71,11 @@ def check_exposure(settings: Settings) -> str | None:
     """Why the server must not start as configured, or None."""
     if not settings.models:
         return "no model given: pass --model SOURCE (e.g. --model random:tiny or --model stabilityai/sd-turbo)"
+    if settings.moderation_policy is not None:
+        try:
+            load_policy(settings.moderation_policy)
+        except (OSError, ValueError) as error:
+            return f"invalid moderation policy {settings.moderation_policy}: {error}"
     if not has_keys(settings) and not is_loopback(settings.host) and not settings.allow_no_auth:
         return (f"refusing to listen on {settings.host} without API keys: give --api-key (or IMAGEAPI_API_KEYS), "
                 "create one with `imageapi keys create`, or --allow-no-auth to serve without authentication")

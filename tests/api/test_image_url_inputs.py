@@ -161,6 +161,6 @@ async def _slow_origin():
         await asyncio.sleep(10)
         return httpx.Response(200)
 
-    with pytest.raises(InvalidRequest, match="within 0.2 seconds"):
+    with pytest.raises(InvalidRequest, match=r"within 0\.2 seconds"):
         await fetch_image_bytes("http://127.0.0.1:9/x.png", "image", FetchLimits(100, 0.2), allow_private=True,
                                 transport=httpx.MockTransport(never))

@@ -64,3 +64,10 @@ def test_store_keys_count_as_keys_for_exposure(tmp_path):
     assert "refusing" in (check_exposure(settings) or "")
     KeyStore.in_data_dir(tmp_path).create()
     assert check_exposure(settings) is None
+
+
+def test_invalid_moderation_policy_stops_the_start(tmp_path):
+    (tmp_path / "bad.toml").write_text('[categories.x]\npatterns = ["("]\n')
+    settings = Settings(models=(ModelSpec(name="m", source="random:tiny"),), data_dir=tmp_path,
+                        moderation_policy=tmp_path / "bad.toml")
+    assert "invalid moderation policy" in (check_exposure(settings) or "")

@@ -24,6 +24,14 @@ def _context(request: Request) -> RequestContext:
     return RequestContext(trace_id=request.state.trace_id, base_url=str(request.base_url))
 
 
+async def _moderate(request: Request, prompt: str | None, moderation: str | None) -> None:
+    """The operator's prompt policy, before any image work (a refusal gives back the images it took)."""
+    moderator = request.app.state.moderator
+    if moderator is not None:
+        await moderator.check_prompt(prompt, moderation if isinstance(moderation, str) else None,
+                                     request.state.trace_id)
+
+
 async def _body(request: Request) -> ParsedBody:
     return await parse_body(request, request.app.state.settings.max_image_bytes)
 
@@ -33,6 +41,7 @@ async def create_image(request: Request, principal: RateLimited) -> dict[str, An
     body = await _body(request)
     generation = validate(ImageGenerationRequest, body.fields)
     async with images_charged(request, principal, generation.n):
+        await _moderate(request, generation.prompt, generation.moderation)
         return await _service(request).generate(generation, _context(request))
 
 
@@ -45,6 +54,7 @@ async def create_image_edit(request: Request, principal: RateLimited) -> dict[st
     if len(masks) + (mask_ref is not None) > 1:
         raise InvalidRequest("Only one 'mask' file may be sent.", param="mask")
     async with images_charged(request, principal, edit.n):
+        await _moderate(request, edit.prompt, edit.moderation)
         images = body.file_list("image") + await fetch_references(request, image_refs, "image")
         masks += await fetch_references(request, [mask_ref] if mask_ref else [], "mask")
         return await _service(request).edit(edit, images, masks[0] if masks else None, _context(request))
@@ -61,4 +71,5 @@ async def create_image_variation(request: Request, principal: RateLimited) -> di
                              "Variations take exactly one 'image' file.", param="image",
                              code="missing_required_parameter" if not images else "invalid_value")
     async with images_charged(request, principal, variation.n):
+        await _moderate(request, variation.prompt, None)
         return await _service(request).variation(variation, images[0], _context(request))

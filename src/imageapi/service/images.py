@@ -9,7 +9,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +96,13 @@ class OutputPlan:
         return f"{self.width}x{self.height}"
 
 
+# Checks result pixels (moderation level, trace id) before anything is encoded, stored or sent; raises to refuse.
+OutputCheck = Callable[[Sequence[np.ndarray], str | None, str], Awaitable[None]]
+
+
 class ImagesService:
+    output_check: OutputCheck | None = None  # set by the app when an image moderation classifier is configured
+
     def __init__(self, engine: Engine, blobs: LocalBlobStore, encoder: Executor, *, default_model: str,
                  aliases: dict[str, str], upload_limits: imaging.UploadLimits, png_level: int,
                  public_url: str | None) -> None:
@@ -147,6 +153,7 @@ class ImagesService:
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt)
                 for seed in self._seeds(request.seed, self._n(target.profile, request.n))]
         pixels = await self._run(jobs)
+        await self._check_outputs(pixels, request.moderation, context)
         return await self._respond(target, plan, request.prompt, pixels, [job.seed for job in jobs], context)
 
     async def edit(self, request: ImageEditRequest, images: Sequence[UploadedFile], mask: UploadedFile | None,
@@ -172,6 +179,7 @@ class ImagesService:
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt, original, repaint)
                 for seed in self._seeds(request.seed, n)]
         pixels = await self._run(jobs)
+        await self._check_outputs(pixels, request.moderation, context)
         if repaint is not None:
             pixels = [imaging.composite(original, generated, repaint) for generated in pixels]
         return await self._respond(target, plan, request.prompt, pixels, [job.seed for job in jobs], context,
@@ -193,6 +201,7 @@ class ImagesService:
         jobs = [ImageJob(key, prompt, seed, request.negative_prompt, original)
                 for seed in self._seeds(request.seed, n)]
         pixels = await self._run(jobs)
+        await self._check_outputs(pixels, None, context)
         return await self._respond(target, plan, prompt, pixels, [job.seed for job in jobs], context)
 
     # ----- model and profile -----
@@ -384,6 +393,11 @@ class ImagesService:
         except Exception:
             log.exception("image generation failed")
             raise InternalError() from None
+
+    async def _check_outputs(self, pixels: Sequence[np.ndarray], moderation: str | None,
+                             context: RequestContext) -> None:
+        if self.output_check is not None:
+            await self.output_check(pixels, moderation, context.trace_id)
 
     async def _respond(self, target: Target, plan: OutputPlan, prompt: str, pixels: Sequence[np.ndarray],
                        seeds: Sequence[int], context: RequestContext,
