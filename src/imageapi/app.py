@@ -133,6 +133,7 @@ def build_app(settings: Settings, backend_factory: BackendFactory | None = None)
     app.include_router(meta_routes.root_router)
     _install_error_handlers(app)
     app.add_middleware(RateLimitHeadersMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       read_timeout_s=settings.body_read_timeout_seconds)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -46,6 +46,7 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
     serve.add_argument("--log-level", help=_help("log_level"))
     serve.add_argument("--images-per-minute", type=int, help=_help("images_per_minute") + " Default 50.")
     serve.add_argument("--requests-per-minute", type=int, help=_help("requests_per_minute") + " Default 500.")
+    serve.add_argument("--body-read-timeout-seconds", type=float, help=_help("body_read_timeout_seconds"))
     serve.add_argument("--moderation-policy", type=Path, help=_help("moderation_policy"))
     serve.add_argument("--rate-limit-window-seconds", type=float, help=_help("rate_limit_window_seconds"))
 
