@@ -8,6 +8,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from imageapi.keys.store import KeyStore
 from support import ServerProcess
 
 
@@ -17,9 +18,12 @@ def limited_server(tmp_path_factory):
     created = subprocess.run([sys.executable, "-m", "imageapi", "keys", "create", "--name", "e2e",
                               "--data-dir", str(data_dir)], capture_output=True, text=True, check=True)
     secret = created.stdout.strip().splitlines()[-1]
-    # One image per 2 s window: the second request in a row is over the limit for about 2 s.
+    # One image per 5 s window: the second request in a row is over the limit for a few seconds, even on a
+    # slow machine where the first image takes a while.
+    (data_dir / "policy.toml").write_text('[categories.violence]\nwords = ["behead"]\n')
     server = ServerProcess(data_dir, ["--model", "random:tiny", "--images-per-minute", "1",
-                                      "--rate-limit-window-seconds", "2"])
+                                      "--rate-limit-window-seconds", "5",
+                                      "--moderation-policy", str(data_dir / "policy.toml")])
     server.start()
     yield server, secret
     server.stop()
@@ -39,7 +43,7 @@ def test_store_key_rate_limit_and_sdk_retry(limited_server):
     assert refused.value.code == "too_many_requests" and refused.value.status_code == 429
     assert refused.value.response.headers["retry-after"] and refused.value.request_id.startswith("req_")
     wait_ms = int(refused.value.response.headers["retry-after-ms"])
-    assert 0 < wait_ms <= 2000
+    assert 0 < wait_ms <= 5000
     retrying = OpenAI(api_key=secret, base_url=server.base_url + "/v1", max_retries=1)
     started = time.monotonic()
     result = retrying.images.generate(prompt="otter", model="random:tiny", size="256x256",
@@ -69,3 +73,13 @@ def test_revoked_key_stops_working(limited_server, tmp_path):
     time.sleep(2.5)
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
+
+
+def test_moderation_refusal_through_the_sdk(limited_server):
+    server, _ = limited_server
+    _, own_key = KeyStore.in_data_dir(server.data_dir).create("moderation")  # its own, full, buckets
+    client = OpenAI(api_key=own_key, base_url=server.base_url + "/v1", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.images.generate(prompt="behead the statue", model="random:tiny", size="256x256")
+    assert refused.value.code == "moderation_blocked" and refused.value.type == "image_generation_user_error"
+    assert "safety_violations=[violence]" in refused.value.message

@@ -4,8 +4,9 @@ construction). With no key anywhere, every request is let in (the CLI allows tha
 told otherwise).
 
 Store keys are cached in memory: the cache is reloaded (in a thread, never on the event loop) when it is
-older than `refresh_s` (2 s), and at most every `miss_refresh_s` when an unknown key is presented, so a key
-created by `imageapi keys create` works at once and a revoked key stops working within ~2 seconds.
+older than `refresh_s` (2 s), and at most every `miss_refresh_s` (0.25 s) when an unknown key is presented, so
+a key created by `imageapi keys create` works on its first request and a revoked key stops working within
+~2 seconds.
 """
 
 from __future__ import annotations
@@ -73,7 +74,12 @@ class BearerAuthenticator:
         except InvalidToken:
             if self._store is None:
                 raise
-        await self.refresh(older_than_s=self._miss_refresh_s)  # a key created moments ago
+        # Perhaps a key created moments ago: reload, but at most every miss_refresh_s (an unknown key waits for
+        # the next reload rather than causing one each time, which also slows down guessing).
+        wait = self._miss_refresh_s - (self._clock() - self._loaded_at)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self.refresh(older_than_s=self._miss_refresh_s)
         return self.authenticate(authorization)
 
     def authenticate(self, authorization: str | None) -> Principal:
