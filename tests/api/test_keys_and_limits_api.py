@@ -64,7 +64,7 @@ def test_store_only_turns_auth_on(make_client):
 
 
 def test_limit_headers_on_success_and_error_and_n_counts_images(make_client):
-    client = make_client(images_per_minute=5, requests_per_minute=50)
+    client = make_client(images_per_minute=5, requests_per_minute=50, rate_limit_window_seconds=3600)  # no refill
     first = client.post(GEN, json={**BODY, "n": 2})
     assert first.status_code == 200
     assert all(name in first.headers for name in LIMIT_HEADERS)
