@@ -91,3 +91,11 @@ def test_truncated_lying_and_bomb_images(client, data, code):
     response = client.post(EDIT, files=[("image", ("a.png", data, "image/png"))], data={"prompt": "x"})
     error = assert_envelope(response, 400, code)
     assert error["param"] == "image"
+
+
+@pytest.mark.parametrize("extra", [{"quality": "0"}, {"output_format": "gif"}, {"output_compression": "x"}])
+def test_variation_ignores_generation_only_fields(client, extra):
+    """Found by the fuzz test: these fields are not variation parameters and used to reach the encoder (500)."""
+    response = client.post("/v1/images/variations", data={"size": "256x256", "response_format": "b64_json", **extra},
+                           files=[("image", ("a.png", png_bytes((64, 64)), "image/png"))])
+    assert response.status_code == 200, response.text

@@ -305,11 +305,13 @@ class ImagesService:
         return width, height
 
     def _plan(self, target: Target, request: ImageRequest, width: int, height: int) -> OutputPlan:
-        quality = getattr(request, "quality", None) or "auto"
+        # Only prompted requests declare (and validate) these; on a variation they would be unchecked extras.
+        prompted = request if isinstance(request, PromptedImageRequest) else None
+        quality = (prompted.quality if prompted else None) or "auto"
         return OutputPlan(
             response_format=request.response_format or target.profile.default_response_format,
-            output_format=getattr(request, "output_format", None) or "png",
-            compression=getattr(request, "output_compression", None),
+            output_format=(prompted.output_format if prompted else None) or "png",
+            compression=prompted.output_compression if prompted else None,
             quality=quality_level(quality),
             width=width,
             height=height,
