@@ -17,6 +17,7 @@ def test_create_stores_only_a_hash(tmp_path):
     rows = sqlite3.connect(tmp_path / "keys.sqlite3").execute("SELECT * FROM api_keys").fetchall()
     assert secret not in repr(rows)
     assert sqlite3.connect(tmp_path / "keys.sqlite3").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert (tmp_path / "keys.sqlite3").stat().st_mode & 0o077 == 0  # owner-only
     [listed] = store.list()
     assert listed.name == "ci" and listed.images_per_minute == 7 and listed.requests_per_minute is None
 

@@ -9,6 +9,7 @@ revoke keys while the server reads them.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import sqlite3
 import time
@@ -76,6 +77,8 @@ class KeyStore:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # hashes only, but still nobody else's business: owner-only, like the URL key
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         connection = sqlite3.connect(self.path, timeout=5.0)
         try:
             connection.execute("PRAGMA journal_mode=WAL")
