@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,10 +15,16 @@ from imageapi.app import BackendFactory, build_app
 from imageapi.config import ModelSpec, Settings
 from support import API_KEY, ServerProcess
 
+# Tests make many images quickly: lift the per-key limits (default 50 images/min) unless a test sets them.
+# The environment reaches the real server processes the tests start.
+TEST_RATE_LIMITS = {"images_per_minute": 1_000_000, "requests_per_minute": 1_000_000}
+for _name, _value in TEST_RATE_LIMITS.items():
+    os.environ.setdefault("IMAGEAPI_" + _name.upper(), str(_value))
+
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"models": (ModelSpec(name="random:tiny", source="random:tiny"),),
-                              "api_keys": (API_KEY,), "data_dir": data_dir, "encode_workers": 2}
+                              "api_keys": (API_KEY,), "data_dir": data_dir, "encode_workers": 2, **TEST_RATE_LIMITS}
     values.update(overrides)
     return Settings(**values)
 

@@ -25,6 +25,10 @@ from imageapi.http import meta as meta_routes
 from imageapi.http import tasks as tasks_routes
 from imageapi.http.auth import BearerAuthenticator
 from imageapi.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from imageapi.http.ratelimits import RateLimitHeadersMiddleware
+from imageapi.keys.store import KeyStore
+from imageapi.moderation.moderator import Moderator
+from imageapi.ratelimit import RateLimiter
 from imageapi.service.images import ImagesService
 from imageapi.service.task_runner import TaskRunner
 from imageapi.service.tasks import TasksService
@@ -113,6 +117,7 @@ async def _start_tasks(app: FastAPI, settings: Settings) -> tuple[SqliteTaskStor
 def build_app(settings: Settings, backend_factory: BackendFactory | None = None) -> FastAPI:
     engine = build_engine(settings, backend_factory)
     data_dir = settings.data_dir
+    moderator = Moderator.from_file(settings.moderation_policy) if settings.moderation_policy else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -123,6 +128,9 @@ def build_app(settings: Settings, backend_factory: BackendFactory | None = None)
             engine, blobs, encoder, default_model=settings.default_model.name, aliases=dict(settings.aliases),
             upload_limits=imaging.UploadLimits(settings.max_image_bytes, settings.max_input_pixels),
             png_level=settings.png_compress_level, public_url=settings.public_url)
+        if moderator is not None:  # classifiers load in a thread; results are checked before being stored
+            await asyncio.to_thread(moderator.load_classifiers)
+            app.state.images.output_check = moderator.check_images
         engine.start()
         sweeper = asyncio.create_task(_sweep_forever(blobs))
         task_store, task_runner = await _start_tasks(app, settings)
@@ -140,13 +148,18 @@ def build_app(settings: Settings, backend_factory: BackendFactory | None = None)
     app = FastAPI(title="imageapi", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
-    app.state.authenticator = BearerAuthenticator(settings.api_keys)
+    # Security (issue 5): flag/env keys plus the data dir's key store; per-key rate limits.
+    app.state.authenticator = BearerAuthenticator(settings.api_keys, KeyStore.in_data_dir(data_dir))
+    app.state.ratelimiter = RateLimiter(settings.rate_limit_window_seconds)
+    app.state.moderator = moderator
     for prefix in API_PREFIXES:
         app.include_router(images_routes.router, prefix=prefix)
         app.include_router(meta_routes.api_router, prefix=prefix)
         app.include_router(tasks_routes.router, prefix=prefix)
     app.include_router(meta_routes.root_router)
     _install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitHeadersMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       read_timeout_s=settings.body_read_timeout_seconds)
     app.add_middleware(RequestIdMiddleware)
     return app

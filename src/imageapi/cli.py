@@ -13,6 +13,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from imageapi.config import Settings, load_settings
+from imageapi.keys.cli import add_keys_parser, run_keys
+from imageapi.keys.store import KeyStore
+from imageapi.moderation.policy import load_policy
 
 log = logging.getLogger("imageapi")
 
@@ -54,6 +57,11 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
                                                   "max-autotune-no-cudagraphs"], help=_help("compile_mode"))
     serve.add_argument("--compile-size", dest="compile_sizes", action="append", metavar="WxH",
                        help=_help("compile_sizes"))
+    serve.add_argument("--images-per-minute", type=int, help=_help("images_per_minute") + " Default 50.")
+    serve.add_argument("--requests-per-minute", type=int, help=_help("requests_per_minute") + " Default 500.")
+    serve.add_argument("--body-read-timeout-seconds", type=float, help=_help("body_read_timeout_seconds"))
+    serve.add_argument("--moderation-policy", type=Path, help=_help("moderation_policy"))
+    serve.add_argument("--rate-limit-window-seconds", type=float, help=_help("rate_limit_window_seconds"))
 
 
 def is_loopback(host: str) -> bool:
@@ -68,13 +76,23 @@ def is_loopback(host: str) -> bool:
             return False
 
 
+def has_keys(settings: Settings) -> bool:
+    """Flag/env keys, or any key ever created in the data dir's store (revoked ones still mean "keys on")."""
+    return bool(settings.api_keys) or bool(KeyStore.in_data_dir(settings.data_dir).list())
+
+
 def check_exposure(settings: Settings) -> str | None:
     """Why the server must not start as configured, or None."""
     if not settings.models:
         return "no model given: pass --model SOURCE (e.g. --model random:tiny or --model stabilityai/sd-turbo)"
-    if not settings.api_keys and not is_loopback(settings.host) and not settings.allow_no_auth:
+    if settings.moderation_policy is not None:
+        try:
+            load_policy(settings.moderation_policy)
+        except (OSError, ValueError) as error:
+            return f"invalid moderation policy {settings.moderation_policy}: {error}"
+    if not has_keys(settings) and not is_loopback(settings.host) and not settings.allow_no_auth:
         return (f"refusing to listen on {settings.host} without API keys: give --api-key (or IMAGEAPI_API_KEYS), "
-                "or --allow-no-auth to serve without authentication")
+                "create one with `imageapi keys create`, or --allow-no-auth to serve without authentication")
     return None
 
 
@@ -87,7 +105,7 @@ def serve(settings: Settings) -> int:
     if problem:
         log.error("%s", problem)
         return 2
-    if not settings.api_keys:
+    if not has_keys(settings):
         log.warning("no API keys configured: every request is accepted (%s)",
                     "loopback only" if is_loopback(settings.host) else "--allow-no-auth")
     uvicorn.run(build_app(settings), host=settings.host, port=settings.port,
@@ -99,7 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imageapi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _serve_parser(commands)
+    add_keys_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return run_keys(args)
     given = {key: value for key, value in vars(args).items() if key not in ("command", "config")}
     try:
         settings = load_settings(given, config_file=args.config)

@@ -107,6 +107,18 @@ class Settings(BaseModel):
             if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
                 raise ValueError(f"compile sizes are WxH, like 512x512; got {size!r}")
         return sizes
+    # Security (issue 5): per-key rate limits; a key created with its own limits overrides these.
+    images_per_minute: int = Field(50, ge=1, description="Images a key may make per minute (OpenAI's default: 50); "
+                                                         "n=4 counts 4.")
+    requests_per_minute: int = Field(500, ge=1, description="Image requests a key may send per minute.")
+    moderation_policy: Path | None = Field(None, description="Moderation policy file (TOML or JSON): rule "
+                                           "categories and optional classifiers; none: no moderation.")
+    body_read_timeout_seconds: float = Field(30.0, gt=0, description="A client that sends no body data for this "
+                                             "long gets a 408 (slow-client guard).")
+    image_url_timeout_seconds: float = Field(15.0, gt=0, le=300, description="Longest fetch of an input image "
+                                             "given by URL (redirects included); its size limit is max_image_bytes.")
+    rate_limit_window_seconds: float = Field(60.0, gt=0, le=3600, description="The period the per-minute limits "
+                                             "refill over (a key may burst its whole limit, then refills steadily).")
 
     @field_validator("models")
     @classmethod

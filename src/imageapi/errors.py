@@ -74,6 +74,14 @@ class PayloadTooLarge(ImageAPIError):
     default_code = "payload_too_large"
 
 
+class RequestTimeout(ImageAPIError):
+    """408: the client stopped sending its body; nothing was done, so a retry is safe."""
+
+    status = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
 class TooManyRequests(ImageAPIError):
     status = 429
     error_type = "requests"

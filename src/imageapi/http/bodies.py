@@ -73,12 +73,33 @@ async def parse_json(request: Request) -> ParsedBody:
     raw = await request.body()
     try:
         value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError) as error:  # ValueError: JSONDecodeError, and ints over 4300 digits
         raise InvalidRequest(f"We could not parse the JSON body of your request: {error}. The body must be a "
                              "JSON object.", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("We could not parse the JSON body of your request: it is nested too deeply.",
+                             code="invalid_json") from None
     if not isinstance(value, dict):
         raise InvalidRequest("The body of your request must be a JSON object.", code="invalid_json")
+    _check_text(value)
     return ParsedBody(fields=value)
+
+
+def _check_text(fields: dict[str, Any]) -> None:
+    """JSON may carry lone surrogates (\\ud800) that are not text: refuse them here, not deep in a tokenizer."""
+    pending: list[tuple[str, Any]] = list(fields.items())
+    while pending:
+        param, value = pending.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidRequest(f"Invalid value for '{param}': the text is not valid Unicode (it contains "
+                                     "an unpaired surrogate).", param=param, code="invalid_value") from None
+        elif isinstance(value, dict):
+            pending.extend((f"{param}.{key}", item) for key, item in value.items())
+        elif isinstance(value, list):
+            pending.extend((f"{param}[{index}]", item) for index, item in enumerate(value))
 
 
 async def parse_body(request: Request, max_file_bytes: int) -> ParsedBody:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from imageapi.errors import InvalidRequest, NotImplementedByServer
-from imageapi.http.auth import Authenticated, Principal
+from imageapi.errors import InvalidRequest
+from imageapi.http.auth import Principal
 from imageapi.http.bodies import ParsedBody, parse_body, validate
 from imageapi.http.fast_json import json_response
+from imageapi.http.image_refs import fetch_references, image_references, mask_reference
+from imageapi.http.ratelimits import RateLimited, images_charged
 from imageapi.service.images import ImagesService, RequestContext, UploadedFile
 from imageapi.service.requests import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest
 from imageapi.service.tasks import Submitter, TasksService, wants_task
@@ -33,50 +35,61 @@ def _submitter(request: Request, principal: Principal) -> Submitter:
     return Submitter(owner=principal.key_id, trace_id=request.state.trace_id, base_url=str(request.base_url))
 
 
+async def _moderate(request: Request, prompt: str | None, moderation: str | None) -> None:
+    """The operator's prompt policy, before any image work (a refusal gives back the images it took)."""
+    moderator = request.app.state.moderator
+    if moderator is not None:
+        await moderator.check_prompt(prompt, moderation if isinstance(moderation, str) else None,
+                                     request.state.trace_id)
+
+
 async def _body(request: Request) -> ParsedBody:
     return await parse_body(request, request.app.state.settings.max_image_bytes)
 
 
-def _image_urls_unsupported(body: ParsedBody) -> None:
-    if "images" in body.fields or isinstance(body.fields.get("image"), (str, list)):
-        raise NotImplementedByServer("Input images given by URL are not supported yet; upload them as "
-                                     "multipart files named 'image' or 'image[]'.", param="image")
-
-
 @router.post("/images/generations")
-async def create_image(request: Request, principal: Authenticated) -> Response:
+async def create_image(request: Request, principal: RateLimited) -> Response:
     body = await _body(request)
     generation = validate(ImageGenerationRequest, body.fields)
-    if wants_task(generation):
-        return json_response(await _tasks(request).submit_generation(generation, _submitter(request, principal)))
-    return json_response(await _service(request).generate(generation, _context(request)))
+    async with images_charged(request, principal, generation.n):
+        await _moderate(request, generation.prompt, generation.moderation)
+        if wants_task(generation):
+            return json_response(await _tasks(request).submit_generation(generation, _submitter(request, principal)))
+        return json_response(await _service(request).generate(generation, _context(request)))
 
 
 @router.post("/images/edits")
-async def create_image_edit(request: Request, principal: Authenticated) -> Response:
+async def create_image_edit(request: Request, principal: RateLimited) -> Response:
     body = await _body(request)
-    _image_urls_unsupported(body)
+    image_refs, mask_ref = image_references(body), mask_reference(body)
     edit = validate(ImageEditRequest, body.fields)
     masks = body.file_list("mask")
-    if len(masks) > 1:
+    if len(masks) + (mask_ref is not None) > 1:
         raise InvalidRequest("Only one 'mask' file may be sent.", param="mask")
-    images, mask = body.file_list("image"), masks[0] if masks else None
-    if wants_task(edit):
-        return json_response(await _tasks(request).submit_edit(edit, images, mask, _submitter(request, principal)))
-    return json_response(await _service(request).edit(edit, images, mask, _context(request)))
+    async with images_charged(request, principal, edit.n):
+        await _moderate(request, edit.prompt, edit.moderation)
+        images = body.file_list("image") + await fetch_references(request, image_refs, "image")
+        masks += await fetch_references(request, [mask_ref] if mask_ref else [], "mask")
+        mask = masks[0] if masks else None
+        if wants_task(edit):
+            return json_response(await _tasks(request).submit_edit(edit, images, mask,
+                                                                   _submitter(request, principal)))
+        return json_response(await _service(request).edit(edit, images, mask, _context(request)))
 
 
 @router.post("/images/variations")
-async def create_image_variation(request: Request, principal: Authenticated) -> Response:
+async def create_image_variation(request: Request, principal: RateLimited) -> Response:
     body = await _body(request)
-    _image_urls_unsupported(body)
+    image_refs = image_references(body)
     variation = validate(ImageVariationRequest, body.fields)
-    images: list[UploadedFile] = body.file_list("image")
+    images: list[UploadedFile] = body.file_list("image") + await fetch_references(request, image_refs, "image")
     if len(images) != 1:
         raise InvalidRequest("Missing required parameter: 'image'." if not images else
                              "Variations take exactly one 'image' file.", param="image",
                              code="missing_required_parameter" if not images else "invalid_value")
-    if wants_task(variation):
-        return json_response(await _tasks(request).submit_variation(variation, images[0],
-                                                                    _submitter(request, principal)))
-    return json_response(await _service(request).variation(variation, images[0], _context(request)))
+    async with images_charged(request, principal, variation.n):
+        await _moderate(request, variation.prompt, None)
+        if wants_task(variation):
+            return json_response(await _tasks(request).submit_variation(variation, images[0],
+                                                                        _submitter(request, principal)))
+        return json_response(await _service(request).variation(variation, images[0], _context(request)))

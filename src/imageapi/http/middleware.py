@@ -3,13 +3,14 @@ size limit decided before the body is read whole."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from imageapi.errors import ImageAPIError, InternalError, PayloadTooLarge, envelope
+from imageapi.errors import ImageAPIError, InternalError, PayloadTooLarge, RequestTimeout, envelope
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,13 @@ class RequestIdMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """Also a read timeout: a client that stops sending its body for `read_timeout_s` gets a 408, so stalled
+    uploads cannot hold connections and memory forever (others are served meanwhile in any case)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"The request body is larger than the {self.max_bytes} bytes this server accepts.")
@@ -77,11 +82,19 @@ class BodySizeLimitMiddleware:
             await send_error(send, self._too_large(), scope["state"]["trace_id"])
             return
         received = 0
+        body_done = False
 
         async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body only a disconnect can come; waiting for it is not slowness
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout_s)
+            except TimeoutError:
+                raise RequestTimeout(f"The request body did not arrive within {self.read_timeout_s:g} seconds "
+                                     "of the last data received.") from None
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise self._too_large()

@@ -98,7 +98,13 @@ class OutputPlan:
         return f"{self.width}x{self.height}"
 
 
+# Checks result pixels (moderation level, trace id) before anything is encoded, stored or sent; raises to refuse.
+OutputCheck = Callable[[Sequence[np.ndarray], str | None, str], Awaitable[None]]
+
+
 class ImagesService:
+    output_check: OutputCheck | None = None  # set by the app when an image moderation classifier is configured
+
     def __init__(self, engine: Engine, blobs: LocalBlobStore, encoder: Executor, *, default_model: str,
                  aliases: dict[str, str], upload_limits: imaging.UploadLimits, png_level: int,
                  public_url: str | None) -> None:
@@ -156,6 +162,7 @@ class ImagesService:
         if check_only:
             return {}
         pixels = await self._run(jobs)
+        await self._check_outputs(pixels, request.moderation, context)
         return await self._respond(target, plan, request.prompt, pixels, [job.seed for job in jobs], context)
 
     async def edit(self, request: ImageEditRequest, images: Sequence[UploadedFile], mask: UploadedFile | None,
@@ -178,6 +185,7 @@ class ImagesService:
         if check_only:
             return {}
         pixels = await self._run(jobs)
+        await self._check_outputs(pixels, request.moderation, context)
         restore = (original, repaint) if repaint is not None else None
         return await self._respond(target, plan, request.prompt, pixels, [job.seed for job in jobs], context,
                                    input_images=[image.size for image in decoded], restore=restore)
@@ -199,6 +207,7 @@ class ImagesService:
         if check_only:
             return {}
         pixels = await self._run(jobs)
+        await self._check_outputs(pixels, None, context)
         return await self._respond(target, plan, prompt, pixels, [job.seed for job in jobs], context)
 
     def _in_thread(self, function: Callable[..., Result], *args: Any) -> Awaitable[Result]:
@@ -303,11 +312,13 @@ class ImagesService:
         return width, height
 
     def _plan(self, target: Target, request: ImageRequest, width: int, height: int) -> OutputPlan:
-        quality = getattr(request, "quality", None) or "auto"
+        # Only prompted requests declare (and validate) these; on a variation they would be unchecked extras.
+        prompted = request if isinstance(request, PromptedImageRequest) else None
+        quality = (prompted.quality if prompted else None) or "auto"
         return OutputPlan(
             response_format=request.response_format or target.profile.default_response_format,
-            output_format=getattr(request, "output_format", None) or "png",
-            compression=getattr(request, "output_compression", None),
+            output_format=(prompted.output_format if prompted else None) or "png",
+            compression=prompted.output_compression if prompted else None,
             quality=quality_level(quality),
             width=width,
             height=height,
@@ -392,6 +403,11 @@ class ImagesService:
         except Exception:
             log.exception("image generation failed")
             raise InternalError() from None
+
+    async def _check_outputs(self, pixels: Sequence[np.ndarray], moderation: str | None,
+                             context: RequestContext) -> None:
+        if self.output_check is not None:
+            await self.output_check(pixels, moderation, context.trace_id)
 
     async def _respond(self, target: Target, plan: OutputPlan, prompt: str, pixels: Sequence[np.ndarray],
                        seeds: Sequence[int], context: RequestContext,

@@ -1,0 +1,102 @@
+"""Rate limits at the HTTP edge: an images route depends on `RateLimited` (authenticate, then take one
+request token), takes the request's image count once its body is validated, and every answer to it, errors
+included, carries the `x-ratelimit-*` headers (added by `RateLimitHeadersMiddleware` from request state)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from imageapi.errors import InvalidRequest, TooManyRequests
+from imageapi.http.auth import Principal, require_principal
+from imageapi.ratelimit import Decision, RateLimiter, limit_headers
+from imageapi.service.profiles import PROFILES
+
+MAX_N = max(profile.max_n for profile in PROFILES.values())
+STATE_KEY = "ratelimit_headers"
+
+
+def _limits(request: Request, principal: Principal) -> tuple[int, int]:
+    settings = request.app.state.settings
+    return (principal.requests_per_minute or settings.requests_per_minute,
+            principal.images_per_minute or settings.images_per_minute)
+
+
+def _apply(request: Request, principal: Principal, decision: Decision) -> None:
+    request.state.ratelimit_headers = limit_headers(decision.requests, decision.images)
+    if decision.allowed:
+        return
+    requests_limit, images_limit = _limits(request, principal)
+    kind, limit = ("requests", requests_limit) if decision.exceeded == "requests" else ("images", images_limit)
+    if decision.never:
+        raise TooManyRequests(f"This request needs more {kind} than the limit of {limit} {kind} per minute for "
+                              "this API key allows; ask for fewer images.", retry_after_s=0,
+                              headers={"x-should-retry": "false"})
+    raise TooManyRequests(f"Rate limit exceeded for {kind} per minute for this API key. Limit: {limit}/1min. "
+                          f"Please try again in {decision.retry_after_s:.1f}s.",
+                          retry_after_s=decision.retry_after_s)
+
+
+def _limiter(request: Request) -> RateLimiter:
+    return request.app.state.ratelimiter
+
+
+async def require_rate_limited_principal(request: Request) -> Principal:
+    principal = await require_principal(request)
+    requests_limit, images_limit = _limits(request, principal)
+    decision = _limiter(request).acquire(principal.key_id, requests_limit=requests_limit,
+                                         images_limit=images_limit, requests=1, images=0)
+    _apply(request, principal, decision)
+    return principal
+
+
+RateLimited = Annotated[Principal, Depends(require_rate_limited_principal)]
+
+
+def image_cost(n: object) -> int:
+    """Images a request will make; an out-of-range n is refused by validation, so it costs 1 meanwhile."""
+    return n if isinstance(n, int) and 1 <= n <= MAX_N else 1
+
+
+@asynccontextmanager
+async def images_charged(request: Request, principal: Principal, n: object) -> AsyncIterator[None]:
+    """Takes the images before the work; gives them back if the request is refused as invalid (nothing made)."""
+    cost = image_cost(n)
+    requests_limit, images_limit = _limits(request, principal)
+    limiter = _limiter(request)
+    _apply(request, principal, limiter.acquire(principal.key_id, requests_limit=requests_limit,
+                                               images_limit=images_limit, requests=0, images=cost))
+    try:
+        yield
+    except InvalidRequest:
+        limiter.refund_images(principal.key_id, cost)
+        request.state.ratelimit_headers = limit_headers(*limiter.peek(
+            principal.key_id, requests_limit=requests_limit, images_limit=images_limit))
+        raise
+
+
+class RateLimitHeadersMiddleware:
+    """Adds the headers a rate-limited route left in request state to its answer, whatever the answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = scope.get("state", {}).get(STATE_KEY)
+                if headers:
+                    message["headers"] = [*message.get("headers", []),
+                                          *((name.encode(), value.encode()) for name, value in headers.items())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+

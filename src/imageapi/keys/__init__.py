@@ -1,0 +1,1 @@
+"""API keys: the SQLite store and the `imageapi keys` commands."""

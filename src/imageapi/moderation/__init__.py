@@ -1,0 +1,1 @@
+"""Moderation: the operator's policy (rules, and optional transformers classifiers) checked before GPU work."""
