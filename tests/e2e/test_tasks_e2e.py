@@ -59,7 +59,7 @@ def poll(server: ServerProcess, task_id: str, key: str = API_KEY, timeout_s: flo
 
 
 def verify_signature(headers: dict[str, str], body: bytes) -> None:
-    """What a receiver does (docs/async-tasks.md): recompute the HMAC, compare in constant time, check age."""
+    """What a receiver does (README, Signatures): recompute the HMAC, compare in constant time, check age."""
     timestamp = headers["x-imageapi-timestamp"]
     expected = "sha256=" + hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(expected, headers["x-imageapi-signature"])
