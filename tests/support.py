@@ -109,3 +109,17 @@ class ServerProcess:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None,
+                          param: str | None = None) -> dict:
+    """The one error shape: status, OpenAI's four keys, AceData's success/trace_id, x-request-id. Returns `error`."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["success"] is False and isinstance(body["trace_id"], str) and body["trace_id"]
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["code"] == code, body
+    if param is not None:
+        assert body["error"]["param"] == param
+    assert response.headers["x-request-id"].startswith("req_")
+    return body["error"]

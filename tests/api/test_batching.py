@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from imageapi.backends.diffusers_pipeline import DiffusersBackend
-from support import png_bytes
+from support import assert_error, png_bytes
 
 TINY = "random:tiny"
 
@@ -33,13 +33,6 @@ def batch_sizes(client) -> dict[str, int]:
     return client.get("/health").json()["batch_sizes"]
 
 
-def assert_envelope(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False and body["trace_id"]
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["code"] == code
-    return body
 
 
 def test_concurrent_requests_share_batches(make_client):
@@ -109,9 +102,9 @@ def test_a_full_queue_answers_429_with_retry_after(make_client):
         while client.get("/health").json()["queue_depth"] < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         refused = generate(client)
-        body = assert_envelope(refused, 429, "too_many_requests")
+        body = assert_error(refused, 429, "too_many_requests")
         assert int(refused.headers["retry-after"]) >= 1
-        assert body["error"]["type"] == "requests"
+        assert body["type"] == "requests"
         backend.release.set()
         assert first.result().status_code == 200 and second.result().status_code == 200
     assert generate(client).status_code == 200  # room again
@@ -135,8 +128,8 @@ def test_a_failing_batch_fails_only_its_own_requests(make_client):
         failing = pool.submit(generate, client, "EXPLODE")
         other_size = pool.submit(lambda: client.post("/v1/images/generations", json={
             "model": TINY, "prompt": "fine", "size": "256x128", "response_format": "b64_json"}))
-        body = assert_envelope(failing.result(), 500, "api_error")
-        assert body["error"]["type"] == "server_error"
+        body = assert_error(failing.result(), 500, "api_error")
+        assert body["type"] == "server_error"
         assert "secret" not in failing.result().text and "CUDA" not in failing.result().text
         assert other_size.result().status_code == 200
     assert len(pixels(generate(client, "still serving"))) == 1

@@ -5,20 +5,13 @@ import zlib
 
 import pytest
 
-from support import png_bytes
+from support import assert_error, png_bytes
 
 GEN = "/v1/images/generations"
 EDIT = "/v1/images/edits"
 JSON = {"content-type": "application/json"}
 
 
-def assert_envelope(response, status, code):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False and body["trace_id"]
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["code"] == code, body
-    return body["error"]
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -37,12 +30,12 @@ def bomb_png(width: int, height: int) -> bytes:
     (b'{"prompt": "x", "n": ' + b"9" * 5000 + b"}", None), (b"\xff\xfe", None), (b"[1]", None),
 ])
 def test_malformed_json(client, body, param):
-    error = assert_envelope(client.post(GEN, content=body, headers=JSON), 400, "invalid_json")
+    error = assert_error(client.post(GEN, content=body, headers=JSON), 400, "invalid_json")
     assert error["param"] == param
 
 
 def test_unpaired_surrogate_is_refused_before_the_model(client):
-    error = assert_envelope(client.post(GEN, content=b'{"prompt": "a \\ud800 cat"}', headers=JSON), 400,
+    error = assert_error(client.post(GEN, content=b'{"prompt": "a \\ud800 cat"}', headers=JSON), 400,
                             "invalid_value")
     assert error["param"] == "prompt"
 
@@ -54,31 +47,31 @@ def test_unpaired_surrogate_is_refused_before_the_model(client):
                                                              "invalid_value"),
 ])
 def test_wrong_types_and_huge_fields(client, fields, param, code):
-    error = assert_envelope(client.post(GEN, json=fields), 400, code)
+    error = assert_error(client.post(GEN, json=fields), 400, code)
     assert error["param"] == param
 
 
 def test_body_over_the_limit_is_413_from_the_declared_length(make_client):
     client = make_client(max_body_bytes=100_000)
-    assert_envelope(client.post(GEN, content=b"x" * 200_000, headers=JSON), 413, "payload_too_large")
+    assert_error(client.post(GEN, content=b"x" * 200_000, headers=JSON), 413, "payload_too_large")
 
     def chunks():  # no content-length: the limit is enforced while reading
         for _ in range(50):
             yield b" " * 10_000
 
-    assert_envelope(client.post(GEN, content=chunks(), headers=JSON), 413, "payload_too_large")
+    assert_error(client.post(GEN, content=chunks(), headers=JSON), 413, "payload_too_large")
     assert client.post(GEN, json={"prompt": "ok", "size": "256x256"}).status_code == 200
 
 
 def test_too_many_parts_and_files(client):
-    assert_envelope(client.post(EDIT, files=[(f"f{index}", (None, "v")) for index in range(3000)]), 400,
+    assert_error(client.post(EDIT, files=[(f"f{index}", (None, "v")) for index in range(3000)]), 400,
                     "invalid_multipart")
     files = [("image", ("a.png", b"x", "image/png")) for _ in range(100)]
-    assert_envelope(client.post(EDIT, files=files, data={"prompt": "x"}), 400, "invalid_multipart")
+    assert_error(client.post(EDIT, files=files, data={"prompt": "x"}), 400, "invalid_multipart")
 
 
 def test_broken_multipart(client):
-    assert_envelope(client.post(EDIT, content=b"abc", headers={"content-type": "multipart/form-data"}), 400,
+    assert_error(client.post(EDIT, content=b"abc", headers={"content-type": "multipart/form-data"}), 400,
                     "invalid_multipart")
 
 
@@ -89,7 +82,7 @@ def test_broken_multipart(client):
 ])
 def test_truncated_lying_and_bomb_images(client, data, code):
     response = client.post(EDIT, files=[("image", ("a.png", data, "image/png"))], data={"prompt": "x"})
-    error = assert_envelope(response, 400, code)
+    error = assert_error(response, 400, code)
     assert error["param"] == "image"
 
 

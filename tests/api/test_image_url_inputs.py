@@ -12,7 +12,7 @@ import pytest
 from imageapi import netguard
 from imageapi.errors import InvalidRequest, PayloadTooLarge
 from imageapi.fetch import FetchLimits, fetch_image_bytes
-from support import mask_bytes, png_bytes
+from support import assert_error, mask_bytes, png_bytes
 
 EDIT = "/v1/images/edits"
 PNG = png_bytes((64, 64))
@@ -49,15 +49,6 @@ def origin():
     server.shutdown()
 
 
-def assert_envelope(response, status, code, param=None):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False and body["trace_id"]
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["code"] == code
-    if param:
-        assert body["error"]["param"] == param
-    return body["error"]["message"]
 
 
 EDIT_JSON = {"prompt": "x", "response_format": "b64_json", "size": "256x256"}
@@ -65,12 +56,12 @@ EDIT_JSON = {"prompt": "x", "response_format": "b64_json", "size": "256x256"}
 
 def test_loopback_urls_are_refused_by_default(make_client, origin):
     client = make_client()
-    message = assert_envelope(client.post(EDIT, json={**EDIT_JSON, "images": [{"image_url": origin + "/img.png"}]}),
-                              400, "invalid_image_url", "images[0]")
+    message = assert_error(client.post(EDIT, json={**EDIT_JSON, "images": [{"image_url": origin + "/img.png"}]}),
+                           400, "invalid_image_url", "images[0]")["message"]
     assert origin + "/img.png" in message and "--allow-private-urls" in message
-    assert_envelope(client.post(EDIT, json={**EDIT_JSON, "image": "http://169.254.169.254/latest/meta-data"}),
+    assert_error(client.post(EDIT, json={**EDIT_JSON, "image": "http://169.254.169.254/latest/meta-data"}),
                     400, "invalid_image_url", "image")
-    assert_envelope(client.post(EDIT, json={**EDIT_JSON, "image": "file:///etc/passwd"}), 400, "invalid_image_url")
+    assert_error(client.post(EDIT, json={**EDIT_JSON, "image": "file:///etc/passwd"}), 400, "invalid_image_url")
 
 
 def test_data_urls_work_without_network(make_client):
@@ -78,7 +69,7 @@ def test_data_urls_work_without_network(make_client):
     data_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
     response = client.post(EDIT, json={**EDIT_JSON, "images": [{"image_url": data_url}]})
     assert response.status_code == 200, response.text
-    assert_envelope(client.post(EDIT, json={**EDIT_JSON, "image": "data:image/png;base64,!!!"}), 400,
+    assert_error(client.post(EDIT, json={**EDIT_JSON, "image": "data:image/png;base64,!!!"}), 400,
                     "invalid_image_url", "image")
 
 
@@ -114,19 +105,19 @@ def test_multipart_url_fields(private_client, origin):
 
 
 def test_fetch_failures(private_client, origin):
-    assert_envelope(private_client.post(EDIT, json={**EDIT_JSON, "image": origin + "/missing.png"}), 400,
+    assert_error(private_client.post(EDIT, json={**EDIT_JSON, "image": origin + "/missing.png"}), 400,
                     "invalid_image_url", "image")
-    assert_envelope(private_client.post(EDIT, json={**EDIT_JSON, "image": origin + "/big.png"}), 413,
+    assert_error(private_client.post(EDIT, json={**EDIT_JSON, "image": origin + "/big.png"}), 413,
                     "image_too_large", "image")
-    assert_envelope(private_client.post(EDIT, json={**EDIT_JSON, "images": [{"file_id": "file-1"}]}), 400,
+    assert_error(private_client.post(EDIT, json={**EDIT_JSON, "images": [{"file_id": "file-1"}]}), 400,
                     "api_not_implemented", "images.file_id")
-    assert_envelope(private_client.post(EDIT, json={**EDIT_JSON, "images": [{"image_url": 3}]}), 400,
+    assert_error(private_client.post(EDIT, json={**EDIT_JSON, "images": [{"image_url": 3}]}), 400,
                     "invalid_type")
-    assert_envelope(private_client.post(EDIT, json={**EDIT_JSON, "images": "x"}), 400, "invalid_type")
-    assert_envelope(private_client.post(EDIT, json={**EDIT_JSON, "image": [origin + "/img.png"] * 17}), 400,
+    assert_error(private_client.post(EDIT, json={**EDIT_JSON, "images": "x"}), 400, "invalid_type")
+    assert_error(private_client.post(EDIT, json={**EDIT_JSON, "image": [origin + "/img.png"] * 17}), 400,
                     "invalid_value")
     closed = "http://127.0.0.1:1/img.png"
-    assert_envelope(private_client.post(EDIT, json={**EDIT_JSON, "image": closed}), 400, "invalid_image_url")
+    assert_error(private_client.post(EDIT, json={**EDIT_JSON, "image": closed}), 400, "invalid_image_url")
 
 
 def test_every_redirect_hop_is_checked(origin):

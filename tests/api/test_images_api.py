@@ -10,19 +10,7 @@ import numpy as np
 import pytest
 
 from imageapi.backends.diffusers_pipeline import DiffusersBackend
-from support import decode, mask_bytes, png_bytes
-
-
-def assert_error(response, status: int, code: str | None, param: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False and body["trace_id"]
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["code"] == code
-    if param is not None:
-        assert body["error"]["param"] == param
-    assert response.headers["x-request-id"].startswith("req_")
-    return body["error"]
+from support import assert_error, decode, mask_bytes, png_bytes
 
 
 def b64(response, index: int = 0) -> bytes:

@@ -3,7 +3,7 @@
 import time
 
 from imageapi.keys.store import KeyStore
-from support import API_KEY
+from support import API_KEY, assert_error
 
 GEN = "/v1/images/generations"
 BODY = {"prompt": "a cat", "size": "256x256", "response_format": "b64_json"}
@@ -11,13 +11,6 @@ LIMIT_HEADERS = [f"x-ratelimit-{what}-{kind}" for what in ("limit", "remaining",
                  for kind in ("requests", "images")]
 
 
-def assert_envelope(response, status, code):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False and body["trace_id"]
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["code"] == code
-    return body
 
 
 def store_of(client):
@@ -42,16 +35,16 @@ def test_store_key_created_while_running_works_and_revocation_takes_effect(make_
         if refused.status_code == 401:
             break
         time.sleep(0.2)
-    assert_envelope(refused, 401, "invalid_token")
+    assert_error(refused, 401, "invalid_token")
     assert time.monotonic() < deadline
 
 
 def test_wrong_and_missing_keys(make_client):
     client = make_client()
     store_of(client).create()
-    assert_envelope(client.post(GEN, json=BODY, headers={"Authorization": "Bearer sk-imageapi-wrong"}), 401,
+    assert_error(client.post(GEN, json=BODY, headers={"Authorization": "Bearer sk-imageapi-wrong"}), 401,
                     "invalid_token")
-    assert_envelope(client.post(GEN, json=BODY, headers={"Authorization": ""}), 401, "invalid_token")
+    assert_error(client.post(GEN, json=BODY, headers={"Authorization": ""}), 401, "invalid_token")
 
 
 def test_store_only_turns_auth_on(make_client):
@@ -59,7 +52,7 @@ def test_store_only_turns_auth_on(make_client):
     assert client.get("/v1/models", headers={"Authorization": ""}).status_code == 200  # no keys: anonymous
     _, secret = store_of(client).create()
     time.sleep(2.1)  # the cache refreshes every 2 s
-    assert_envelope(client.get("/v1/models", headers={"Authorization": ""}), 401, "invalid_token")
+    assert_error(client.get("/v1/models", headers={"Authorization": ""}), 401, "invalid_token")
     assert client.get("/v1/models", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
 
 
@@ -72,11 +65,11 @@ def test_limit_headers_on_success_and_error_and_n_counts_images(make_client):
     assert first.headers["x-ratelimit-remaining-requests"] == "49"
     assert first.headers["x-ratelimit-reset-images"].endswith("s")
     bad = client.post(GEN, json={**BODY, "size": "7x7"})
-    assert_envelope(bad, 400, "invalid_value")
+    assert_error(bad, 400, "invalid_value")
     assert all(name in bad.headers for name in LIMIT_HEADERS)
     assert bad.headers["x-ratelimit-remaining-images"] == "3"  # refused as invalid: its image is given back
     malformed = client.post(GEN, content=b"{", headers={"content-type": "application/json"})
-    assert_envelope(malformed, 400, "invalid_json")
+    assert_error(malformed, 400, "invalid_json")
     assert malformed.headers["x-ratelimit-remaining-requests"] == "47"
 
 
@@ -84,12 +77,12 @@ def test_over_the_image_limit_is_429_with_retry_after(make_client):
     client = make_client(images_per_minute=3)
     assert client.post(GEN, json={**BODY, "n": 3}).status_code == 200
     refused = client.post(GEN, json={**BODY, "n": 2})
-    body = assert_envelope(refused, 429, "too_many_requests")
-    assert "images per minute" in body["error"]["message"]
+    body = assert_error(refused, 429, "too_many_requests")
+    assert "images per minute" in body["message"]
     assert int(refused.headers["retry-after"]) >= 1 and int(refused.headers["retry-after-ms"]) > 30_000
     assert refused.headers["x-ratelimit-remaining-images"] == "0"
     never = client.post(GEN, json={**BODY, "n": 4})  # more than the limit itself: retrying cannot help
-    assert_envelope(never, 429, "too_many_requests")
+    assert_error(never, 429, "too_many_requests")
     assert never.headers["x-should-retry"] == "false"
 
 
@@ -98,7 +91,7 @@ def test_over_the_request_limit_is_429(make_client):
     for _ in range(2):
         assert client.post(GEN, content=b"[]", headers={"content-type": "application/json"}).status_code == 400
     refused = client.post(GEN, json=BODY)
-    assert_envelope(refused, 429, "too_many_requests")
+    assert_error(refused, 429, "too_many_requests")
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
     other = client.post(GEN, json=BODY, headers={"Authorization": "Bearer other"})
     assert other.status_code == 401  # unknown key: refused before any bucket, and without limit headers

@@ -16,15 +16,7 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from callback_receiver import CallbackReceiver
-from support import mask_bytes, png_bytes
-
-
-def assert_error(response: Any, status: int, code: str, param: str | None) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False and isinstance(body["trace_id"], str) and body["trace_id"]
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["code"] == code and body["error"]["param"] == param
+from support import assert_error, mask_bytes, png_bytes
 
 
 def wait_finished(client: TestClient, task_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
