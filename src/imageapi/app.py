@@ -25,7 +25,6 @@ from imageapi.http import meta as meta_routes
 from imageapi.http import tasks as tasks_routes
 from imageapi.http.auth import BearerAuthenticator
 from imageapi.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from imageapi.http.ratelimits import RateLimitHeadersMiddleware
 from imageapi.keys.store import KeyStore
 from imageapi.moderation.moderator import Moderator
 from imageapi.ratelimit import RateLimiter
@@ -158,7 +157,6 @@ def build_app(settings: Settings, backend_factory: BackendFactory | None = None)
         app.include_router(tasks_routes.router, prefix=prefix)
     app.include_router(meta_routes.root_router)
     _install_error_handlers(app)
-    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
                        read_timeout_s=settings.body_read_timeout_seconds)
     app.add_middleware(RequestIdMiddleware)

@@ -15,6 +15,9 @@ from imageapi.errors import ImageAPIError, InternalError, PayloadTooLarge, Reque
 log = logging.getLogger(__name__)
 
 
+EXTRA_HEADERS_STATE = "response_headers"
+
+
 def new_trace_id() -> str:
     return str(uuid.uuid4())
 
@@ -32,7 +35,9 @@ async def send_error(send: Send, error: ImageAPIError, trace_id: str) -> None:
 
 
 class RequestIdMiddleware:
-    """Outermost of ours: tags the request, and turns any escaped exception into the 500 envelope."""
+    """Outermost of ours: tags the request, adds `x-request-id` and any headers a route left in request state
+    under EXTRA_HEADERS_STATE (the rate-limit headers) to every answer, and turns an escaped exception into
+    the 500 envelope."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -50,7 +55,9 @@ class RequestIdMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", []), header]
+                extra = scope["state"].get(EXTRA_HEADERS_STATE) or {}
+                message["headers"] = [*message.get("headers", []), header,
+                                      *((name.encode(), value.encode()) for name, value in extra.items())]
             await send(message)
 
         try:

@@ -1,6 +1,6 @@
 """Rate limits at the HTTP edge: an images route depends on `RateLimited` (authenticate, then take one
 request token), takes the request's image count once its body is validated, and every answer to it, errors
-included, carries the `x-ratelimit-*` headers (added by `RateLimitHeadersMiddleware` from request state)."""
+included, carries the `x-ratelimit-*` headers (added by `RequestIdMiddleware` from request state)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imageapi.errors import InvalidRequest, TooManyRequests
 from imageapi.http.auth import Principal, require_principal
+from imageapi.http.middleware import EXTRA_HEADERS_STATE
 from imageapi.ratelimit import Decision, RateLimiter, limit_headers
 from imageapi.service.profiles import PROFILES
 
 MAX_N = max(profile.max_n for profile in PROFILES.values())
-STATE_KEY = "ratelimit_headers"
 
 
 def _limits(request: Request, principal: Principal) -> tuple[int, int]:
@@ -26,8 +25,12 @@ def _limits(request: Request, principal: Principal) -> tuple[int, int]:
             principal.images_per_minute or settings.images_per_minute)
 
 
+def _set_headers(request: Request, headers: dict[str, str]) -> None:
+    setattr(request.state, EXTRA_HEADERS_STATE, headers)
+
+
 def _apply(request: Request, principal: Principal, decision: Decision) -> None:
-    request.state.ratelimit_headers = limit_headers(decision.requests, decision.images)
+    _set_headers(request, limit_headers(decision.requests, decision.images))
     if decision.allowed:
         return
     requests_limit, images_limit = _limits(request, principal)
@@ -74,29 +77,6 @@ async def images_charged(request: Request, principal: Principal, n: object) -> A
         yield
     except InvalidRequest:
         limiter.refund_images(principal.key_id, cost)
-        request.state.ratelimit_headers = limit_headers(*limiter.peek(
-            principal.key_id, requests_limit=requests_limit, images_limit=images_limit))
+        _set_headers(request, limit_headers(*limiter.peek(
+            principal.key_id, requests_limit=requests_limit, images_limit=images_limit)))
         raise
-
-
-class RateLimitHeadersMiddleware:
-    """Adds the headers a rate-limited route left in request state to its answer, whatever the answer."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_limits(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = scope.get("state", {}).get(STATE_KEY)
-                if headers:
-                    message["headers"] = [*message.get("headers", []),
-                                          *((name.encode(), value.encode()) for name, value in headers.items())]
-            await send(message)
-
-        await self.app(scope, receive, send_with_limits)
-
