@@ -40,16 +40,10 @@ class NewTask:
     inputs: tuple[InputFile, ...] = ()
 
 
-@dataclass(frozen=True)
-class TaskRow:
-    id: str
-    type: str
-    owner: str
-    trace_id: str
-    request: dict[str, Any]
-    base_url: str
-    callback_url: str | None
-    inputs: tuple[InputFile, ...]
+@dataclass(frozen=True, kw_only=True)
+class TaskRow(NewTask):
+    """A stored task: what was submitted, plus where it stands."""
+
     state: TaskState
     response: dict[str, Any] | None
     created_at: float

@@ -11,6 +11,7 @@ always has an outbox row, so no callback can be lost between the two.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import time
@@ -131,9 +132,8 @@ class SqliteTaskStore:
                         task.base_url, task.callback_url, TaskState.QUEUED.value, now))
 
         await self._call(insert)
-        return TaskRow(id=task.id, type=task.type, owner=task.owner, trace_id=task.trace_id, request=task.request,
-                       base_url=task.base_url, callback_url=task.callback_url, inputs=task.inputs,
-                       state=TaskState.QUEUED, response=None, created_at=now, started_at=None, finished_at=None)
+        return TaskRow(**{f.name: getattr(task, f.name) for f in dataclasses.fields(task)}, state=TaskState.QUEUED, response=None,
+                       created_at=now, started_at=None, finished_at=None)
 
     async def get(self, owner: str, task_id: str) -> TaskRow | None:
         def select(db: sqlite3.Connection) -> TaskRow | None:
