@@ -132,8 +132,9 @@ class SqliteTaskStore:
                         task.base_url, task.callback_url, TaskState.QUEUED.value, now))
 
         await self._call(insert)
-        return TaskRow(**{f.name: getattr(task, f.name) for f in dataclasses.fields(task)}, state=TaskState.QUEUED, response=None,
-                       created_at=now, started_at=None, finished_at=None)
+        submitted = {field.name: getattr(task, field.name) for field in dataclasses.fields(task)}
+        return TaskRow(**submitted, state=TaskState.QUEUED, response=None, created_at=now, started_at=None,
+                       finished_at=None)
 
     async def get(self, owner: str, task_id: str) -> TaskRow | None:
         def select(db: sqlite3.Connection) -> TaskRow | None:
