@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from imageapi.errors import InvalidRequest, PayloadTooLarge
-from imageapi.service.images import UploadedFile
+from imageapi.service.uploads import UploadedFile
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 

@@ -18,7 +18,7 @@ from fastapi import Request
 from imageapi.errors import InvalidRequest, NotImplementedByServer
 from imageapi.fetch import FetchLimits, fetch_image_bytes
 from imageapi.http.bodies import ParsedBody
-from imageapi.service.images import UploadedFile
+from imageapi.service.uploads import UploadedFile
 
 MAX_IMAGES = 16
 

@@ -11,9 +11,10 @@ from imageapi.http.bodies import ParsedBody, parse_body, validate
 from imageapi.http.fast_json import json_response
 from imageapi.http.image_refs import fetch_references, image_references, mask_reference
 from imageapi.http.ratelimits import RateLimited, images_charged
-from imageapi.service.images import ImagesService, RequestContext, UploadedFile
+from imageapi.service.images import ImagesService, RequestContext
 from imageapi.service.requests import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest
 from imageapi.service.tasks import Submitter, TasksService, wants_task
+from imageapi.service.uploads import UploadedFile
 
 router = APIRouter()
 

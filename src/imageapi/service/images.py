@@ -8,7 +8,6 @@ import asyncio
 import base64
 import logging
 import math
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
@@ -19,8 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from imageapi import imaging
-from imageapi.engine.job import BatchKey, ImageJob, Task
-from imageapi.engine.models import ModelInfo
+from imageapi.engine.job import ImageJob, Task
 from imageapi.engine.queue import QueueClosed, QueueFull
 from imageapi.engine.worker import Engine, EngineState
 from imageapi.errors import (
@@ -28,74 +26,46 @@ from imageapi.errors import (
     InternalError,
     InvalidRequest,
     ModelNotFound,
-    NotImplementedByServer,
     ServiceUnavailable,
     TooManyRequests,
     invalid_choice,
+)
+from imageapi.service.checks import (
+    OutputPlan,
+    Target,
+    batch_key,
+    check_n,
+    check_prompted,
+    check_response_format,
+    output_plan,
+    seeds_for,
+    size_for_generation,
+    size_for_input,
 )
 from imageapi.service.profiles import (
     OPENAI_MODEL_NAMES,
     PROFILES,
     Endpoint,
     Family,
-    Profile,
-    check_free_size,
-    check_listed_size,
     family_of,
-    quality_level,
 )
 from imageapi.service.requests import (
     ImageEditRequest,
     ImageGenerationRequest,
-    ImageRequest,
     ImageVariationRequest,
-    PromptedImageRequest,
 )
+from imageapi.service.uploads import UploadedFile, decode_edit_inputs, decode_upload, edit_pixels
 from imageapi.storage.blobs import BlobRefused, LocalBlobStore
 
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
 
-OUTPUT_FORMATS = ("png", "jpeg", "webp")
-RESPONSE_FORMATS = ("url", "b64_json")
-BACKGROUNDS = ("transparent", "opaque", "auto")
-MODERATION_LEVELS = ("low", "auto")
-DALL_E_2_MAX_UPLOAD = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class RequestContext:
     trace_id: str
     base_url: str  # where result URLs point: the public URL, or the URL the client used
-
-
-@dataclass(frozen=True)
-class UploadedFile:
-    field: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a request goes and by which rules: the public name, its profile, the served model."""
-
-    public_name: str
-    profile: Profile
-    model: ModelInfo
-
-
-@dataclass(frozen=True)
-class OutputPlan:
-    response_format: str
-    output_format: str
-    compression: int | None
-    quality: str
-    width: int
-    height: int
-
-    @property
-    def size(self) -> str:
-        return f"{self.width}x{self.height}"
 
 
 # Checks result pixels (moderation level, trace id) before anything is encoded, stored or sent; raises to refuse.
@@ -147,18 +117,18 @@ class ImagesService:
     async def generate(self, request: ImageGenerationRequest, context: RequestContext, *,
                        check_only: bool = False) -> dict[str, Any]:
         target = self._target(request.model, Endpoint.GENERATIONS)
-        self._check_prompted(target.profile, request)
+        check_prompted(target.profile, request)
         if request.style is not None:
             if not target.profile.styles:
                 raise InvalidRequest(f"Unknown parameter: 'style'. It is only supported by dall-e-3, not "
                                      f"'{target.public_name}'.", param="style", code="unknown_parameter")
             if request.style not in target.profile.styles:
                 raise invalid_choice("style", request.style, target.profile.styles)
-        width, height = self._size_for_generation(target, request.size)
-        plan = self._plan(target, request, width, height)
-        key = self._key(target, Task.TEXT_TO_IMAGE, plan, request, strength=None)
+        width, height = size_for_generation(target, request.size)
+        plan = output_plan(target, request, width, height)
+        key = batch_key(target, Task.TEXT_TO_IMAGE, plan, request, strength=None)
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt)
-                for seed in self._seeds(request.seed, self._n(target.profile, request.n))]
+                for seed in seeds_for(request.seed, check_n(target.profile, request.n))]
         if check_only:
             return {}
         pixels = await self._run(jobs)
@@ -168,20 +138,20 @@ class ImagesService:
     async def edit(self, request: ImageEditRequest, images: Sequence[UploadedFile], mask: UploadedFile | None,
                    context: RequestContext, *, check_only: bool = False) -> dict[str, Any]:
         target = self._target(request.model, Endpoint.EDITS)
-        self._check_prompted(target.profile, request)
-        n = self._n(target.profile, request.n)
-        decoded, decoded_mask = await self._in_thread(self._decode_edit_inputs, target, images, mask)
-        width, height = self._size_for_input(target, request.size, decoded[0].size)
-        plan = self._plan(target, request, width, height)
+        check_prompted(target.profile, request)
+        n = check_n(target.profile, request.n)
+        decoded, decoded_mask = await self._in_thread(decode_edit_inputs, target, images, mask, self._upload_limits)
+        width, height = size_for_input(target, request.size, decoded[0].size)
+        plan = output_plan(target, request, width, height)
         # dall-e-2: without a mask, the image's own transparent pixels are the area to edit.
         alpha_is_mask = target.profile.family is Family.DALL_E_2 and decoded[0].mode in ("RGBA", "LA")
-        original, repaint = await self._in_thread(_edit_pixels, decoded[0], decoded_mask, alpha_is_mask,
+        original, repaint = await self._in_thread(edit_pixels, decoded[0], decoded_mask, alpha_is_mask,
                                                   (width, height))
         task = Task.INPAINT if repaint is not None else Task.IMAGE_TO_IMAGE
         strength = request.strength or (1.0 if task is Task.INPAINT else target.model.strength)
-        key = self._key(target, task, plan, request, strength=strength)
+        key = batch_key(target, task, plan, request, strength=strength)
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt, original, repaint)
-                for seed in self._seeds(request.seed, n)]
+                for seed in seeds_for(request.seed, n)]
         if check_only:
             return {}
         pixels = await self._run(jobs)
@@ -193,17 +163,17 @@ class ImagesService:
     async def variation(self, request: ImageVariationRequest, image: UploadedFile,
                         context: RequestContext, *, check_only: bool = False) -> dict[str, Any]:
         target = self._target(request.model, Endpoint.VARIATIONS)
-        n = self._n(target.profile, request.n)
-        self._check_response_format(request)
-        decoded = await self._in_thread(self._decode_one, target, image, False)
-        width, height = self._size_for_input(target, request.size, decoded.size)
-        plan = self._plan(target, request, width, height)
+        n = check_n(target.profile, request.n)
+        check_response_format(request)
+        decoded = await self._in_thread(decode_upload, target, image, self._upload_limits, False)
+        width, height = size_for_input(target, request.size, decoded.size)
+        plan = output_plan(target, request, width, height)
         original = await self._in_thread(imaging.to_rgb_array, decoded.image, (width, height))
         strength = request.strength or target.model.variation_strength
-        key = self._key(target, Task.IMAGE_TO_IMAGE, plan, request, strength=strength)
+        key = batch_key(target, Task.IMAGE_TO_IMAGE, plan, request, strength=strength)
         prompt = request.prompt or ""
         jobs = [ImageJob(key, prompt, seed, request.negative_prompt, original)
-                for seed in self._seeds(request.seed, n)]
+                for seed in seeds_for(request.seed, n)]
         if check_only:
             return {}
         pixels = await self._run(jobs)
@@ -236,150 +206,6 @@ class ImagesService:
                                      if self._engine.state is EngineState.LOADING else "The models failed to load.",
                                      headers={"retry-after": "5"})
         return target
-
-    # ----- validation -----
-
-    @staticmethod
-    def _n(profile: Profile, n: int | None) -> int:
-        n = 1 if n is None else n
-        if not 1 <= n <= profile.max_n:
-            raise InvalidRequest(f"Invalid value: '{n}'. 'n' must be between 1 and {profile.max_n}"
-                                 f"{' for this model' if profile.max_n == 1 else ''}.", param="n")
-        return n
-
-    @staticmethod
-    def _check_response_format(request: ImageRequest) -> None:
-        if request.response_format is not None and request.response_format not in RESPONSE_FORMATS:
-            raise invalid_choice("response_format", request.response_format, RESPONSE_FORMATS)
-
-    def _check_prompted(self, profile: Profile, request: PromptedImageRequest) -> None:
-        if not request.prompt.strip():
-            raise InvalidRequest("Invalid value: ''. The prompt must not be empty.", param="prompt")
-        if len(request.prompt) > profile.prompt_max:
-            raise InvalidRequest(f"Prompt must be length {profile.prompt_max} or less. Your prompt length is "
-                                 f"{len(request.prompt)}. Please reduce your prompt length.", param="prompt")
-        self._check_response_format(request)
-        choices = (("quality", request.quality, profile.qualities), ("output_format", request.output_format,
-                   OUTPUT_FORMATS), ("background", request.background, BACKGROUNDS),
-                   ("moderation", request.moderation, MODERATION_LEVELS))
-        for param, value, allowed in choices:
-            if value is not None and value not in allowed:
-                raise invalid_choice(param, value, allowed)
-        if request.output_compression is not None and not 0 <= request.output_compression <= 100:
-            raise InvalidRequest(f"Invalid value: '{request.output_compression}'. 'output_compression' must be "
-                                 "between 0 and 100.", param="output_compression")
-        if request.background == "transparent":
-            raise InvalidRequest("Transparent background is not supported for this model.", param="background")
-        if request.stream:
-            raise NotImplementedByServer("Streaming (stream=true) is not implemented by this server yet; "
-                                         "omit 'stream' for a complete response.", param="stream")
-        if request.partial_images is not None and not 0 <= request.partial_images <= 3:
-            raise InvalidRequest(f"Invalid value: '{request.partial_images}'. 'partial_images' must be between "
-                                 "0 and 3.", param="partial_images")
-
-    def _checked_size(self, target: Target, size: str) -> tuple[int, int]:
-        profile = target.profile
-        if profile.sizes is not None:
-            check_listed_size(profile, size)
-            if size != "auto":
-                width, _, height = size.partition("x")
-                return int(width), int(height)
-            return target.model.default_size
-        return check_free_size(profile, size, target.model.max_pixels, target.model.size_multiple)
-
-    def _size_for_generation(self, target: Target, size: str | None) -> tuple[int, int]:
-        size = size or target.profile.default_size
-        if size == "auto":
-            if target.profile.sizes is not None:
-                check_listed_size(target.profile, size)
-            return target.model.default_size
-        return self._checked_size(target, size)
-
-    def _size_for_input(self, target: Target, size: str | None, input_size: tuple[int, int]) -> tuple[int, int]:
-        """Edits and variations: an explicit size wins; otherwise dall-e-2 makes 1024x1024 as OpenAI does,
-        and the others keep the input's size (rounded down to the model's multiple, scaled into its cap)."""
-        if size is None and target.profile.family is Family.DALL_E_2:
-            size = target.profile.default_size
-        if size is not None and size != "auto":
-            return self._checked_size(target, size)
-        if size == "auto" and target.profile.sizes is not None:
-            check_listed_size(target.profile, size)
-        width, height = input_size
-        scale = min(1.0, math.sqrt(target.model.max_pixels / (width * height)))
-        multiple = target.model.size_multiple
-        width = max(multiple * 8, int(width * scale) // multiple * multiple)
-        height = max(multiple * 8, int(height * scale) // multiple * multiple)
-        return width, height
-
-    def _plan(self, target: Target, request: ImageRequest, width: int, height: int) -> OutputPlan:
-        # Only prompted requests declare (and validate) these; on a variation they would be unchecked extras.
-        prompted = request if isinstance(request, PromptedImageRequest) else None
-        quality = (prompted.quality if prompted else None) or "auto"
-        return OutputPlan(
-            response_format=request.response_format or target.profile.default_response_format,
-            output_format=(prompted.output_format if prompted else None) or "png",
-            compression=prompted.output_compression if prompted else None,
-            quality=quality_level(quality),
-            width=width,
-            height=height,
-        )
-
-    @staticmethod
-    def _key(target: Target, task: Task, plan: OutputPlan, request: ImageRequest,
-             strength: float | None) -> BatchKey:
-        model = target.model
-        steps = request.num_inference_steps or model.steps_for(plan.quality)  # type: ignore[arg-type]
-        guidance = request.guidance_scale if request.guidance_scale is not None else model.guidance_scale
-        negative = bool(request.negative_prompt) and guidance > 1.0  # only guidance reads it
-        return BatchKey(model.name, task, plan.width, plan.height, steps, guidance, strength, negative)
-
-    @staticmethod
-    def _seeds(seed: int | None, n: int) -> list[int]:
-        if seed is not None:
-            return [(seed + index) % 2**63 for index in range(n)]
-        return [secrets.randbelow(2**31) for _ in range(n)]
-
-    # ----- uploads -----
-
-    def _decode_one(self, target: Target, upload: UploadedFile, require_alpha_mode: bool) -> imaging.DecodedImage:
-        dall_e_2 = target.profile.family is Family.DALL_E_2
-        if dall_e_2 and len(upload.data) >= DALL_E_2_MAX_UPLOAD:
-            raise InvalidRequest("Uploaded image must be a PNG and less than 4 MB.", param=upload.field)
-        decoded = imaging.decode_image(upload.data, upload.field, self._upload_limits)
-        if dall_e_2:
-            if decoded.format != "PNG":
-                raise InvalidRequest("Uploaded image must be a PNG and less than 4 MB.", param=upload.field)
-            if decoded.size[0] != decoded.size[1]:
-                raise InvalidRequest(f"Uploaded image must be square; got {decoded.size[0]}x{decoded.size[1]}.",
-                                     param=upload.field)
-            if require_alpha_mode and decoded.mode not in ("RGBA", "LA", "L"):
-                raise InvalidRequest(f"Invalid input image - format must be in ['RGBA', 'LA', 'L'], got "
-                                     f"{decoded.mode}.", param=upload.field)
-        return decoded
-
-    def _decode_edit_inputs(self, target: Target, images: Sequence[UploadedFile], mask: UploadedFile | None
-                            ) -> tuple[list[imaging.DecodedImage], imaging.DecodedImage | None]:
-        if not images:
-            raise InvalidRequest("Missing required parameter: 'image'.", param="image",
-                                 code="missing_required_parameter")
-        if len(images) > 16:
-            raise InvalidRequest(f"Invalid value: {len(images)} images. At most 16 images may be sent.",
-                                 param="image")
-        limit = target.model.max_input_images
-        if len(images) > limit:
-            raise NotImplementedByServer(
-                f"The model '{target.model.name}' accepts at most {limit} input image{'s' if limit > 1 else ''}; "
-                f"got {len(images)}. Several input images need a model that takes several.", param="image")
-        decoded = [self._decode_one(target, upload, require_alpha_mode=True) for upload in images]
-        decoded_mask = None
-        if mask is not None:
-            decoded_mask = self._decode_one(target, mask, require_alpha_mode=False)
-            if decoded_mask.size != decoded[0].size:
-                raise InvalidRequest(
-                    f"Invalid mask: the mask is {decoded_mask.size[0]}x{decoded_mask.size[1]} but the image is "
-                    f"{decoded[0].size[0]}x{decoded[0].size[1]}; they must have the same dimensions.",
-                    param="mask")
-        return decoded, decoded_mask
 
     # ----- running and answering -----
 
@@ -441,17 +267,6 @@ class ImagesService:
         stored = self._blobs.put(data, plan.output_format)
         base = self._public_url or context.base_url.rstrip("/")
         return {"url": f"{base}/v1/files/{stored.name}?sig={stored.signature}"}
-
-
-def _edit_pixels(image: imaging.DecodedImage, mask: imaging.DecodedImage | None, alpha_is_mask: bool,
-                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
-    """The edit's input at the output size, and its repaint mask (None: image-to-image on the whole image)."""
-    original = imaging.to_rgb_array(image.image, size)
-    if mask is not None:
-        return original, imaging.repaint_mask_from_alpha(mask.image, size)
-    if alpha_is_mask:
-        return original, imaging.repaint_mask_from_alpha(image.image, size)
-    return original, None
 
 
 def _image_tokens(width: int, height: int) -> int:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from imageapi.errors import ImageAPIError, InternalError, ServiceUnavailable, TooManyRequests
-from imageapi.service.images import ImagesService, RequestContext, UploadedFile
+from imageapi.service.images import ImagesService, RequestContext
 from imageapi.service.requests import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest
 from imageapi.service.tasks import TasksService, TaskType
+from imageapi.service.uploads import UploadedFile
 from imageapi.tasks.records import Attempt, Delivery, TaskRow, TaskState, TaskStore
 from imageapi.tasks.webhooks import RetryPolicy, WebhookSender
 

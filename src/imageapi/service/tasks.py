@@ -21,13 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from imageapi import netguard
 from imageapi.errors import InvalidRequest, invalid_choice
-from imageapi.service.images import ImagesService, RequestContext, UploadedFile
+from imageapi.service.images import ImagesService, RequestContext
 from imageapi.service.requests import (
     ImageEditRequest,
     ImageGenerationRequest,
     ImageRequest,
     ImageVariationRequest,
 )
+from imageapi.service.uploads import UploadedFile
 from imageapi.tasks.records import Delivery, InputFile, NewTask, TaskFilter, TaskRow, TaskStore
 
 
