@@ -2,9 +2,8 @@
 decoded; http(s) URLs are fetched with bounded size (streamed, stopped at the limit: 413), total time and
 redirects. Every hop is checked with `netguard.check_url` (in a thread: DNS blocks), so a public URL cannot
 redirect to loopback, private, link-local or metadata addresses unless the operator allows private URLs.
-
-Known gap: the address checked and the one httpx connects to come from two DNS lookups; a rebinding DNS
-server could answer differently in between. Pinning the connection to the checked address would close it.
+Each hop connects to the address that was checked (`pinned_http`), never to a second DNS answer, so a
+rebinding DNS server cannot slip a refused address in between the check and the connection.
 """
 
 from __future__ import annotations
@@ -12,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urljoin
 
 import httpx
 
-from imageapi import netguard
+from imageapi import netguard, pinned_http
 from imageapi.errors import InvalidRequest, PayloadTooLarge
 
 MAX_URL_CHARS = 20_971_520  # OpenAI's image_url maxLength (data: URLs are long)
@@ -62,11 +61,8 @@ def decode_data_url(url: str, param: str, max_bytes: int) -> bytes:
     return data
 
 
-URLCheck = Callable[..., object]
-
-
 async def fetch_image_bytes(url: str, param: str, limits: FetchLimits, *, allow_private: bool,
-                            check: URLCheck = netguard.check_url,
+                            check: pinned_http.URLCheck = netguard.check_url,
                             transport: httpx.AsyncBaseTransport | None = None) -> bytes:
     """The bytes at `url`, or a 400 naming it (413 past the size limit). Never raises anything else."""
     if not isinstance(url, str) or not url:
@@ -86,15 +82,16 @@ async def fetch_image_bytes(url: str, param: str, limits: FetchLimits, *, allow_
 
 
 async def _follow(client: httpx.AsyncClient, url: str, param: str, limits: FetchLimits, allow_private: bool,
-                  check: URLCheck) -> bytes:
+                  check: pinned_http.URLCheck) -> bytes:
     current = url
     for _ in range(limits.max_redirects + 1):
         try:
-            await asyncio.to_thread(check, current, allow_private=allow_private)
+            request = await pinned_http.checked_request(client, "GET", current, allow_private=allow_private,
+                                                        check=check, headers={"accept": "image/*"})
         except netguard.RefusedURL as refusal:
             raise _refused(url, param, str(refusal) if current == url else
                            f"it redirects to '{shown(current)}', and {refusal}") from None
-        async with client.stream("GET", current, headers={"accept": "image/*"}) as response:
+        async with contextlib.aclosing(await client.send(request, stream=True)) as response:
             if response.status_code in REDIRECT_CODES and "location" in response.headers:
                 current = urljoin(current, response.headers["location"])
                 continue

@@ -3,6 +3,7 @@ data: URLs; the private-address guard on every redirect hop; size, status and fi
 
 import asyncio
 import base64
+import ipaddress
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -128,7 +129,7 @@ async def _redirect_hops(origin):
     def only_127(url, *, allow_private):  # allows 127.0.0.1, refuses any other host (as if it were private)
         if "//127.0.0.1:" not in url:
             raise netguard.RefusedURL("the host resolves to a private address")
-        return []
+        return [ipaddress.ip_address("127.0.0.1")]
 
     port = origin.rsplit(":", 1)[1]
     limits = FetchLimits(max_bytes=100_000, timeout_s=5)

@@ -6,24 +6,22 @@ quarter, so receivers that failed together are not hit together again, and the l
 later than the window.
 
 Before each attempt the host is resolved and checked with `netguard.check_url`, and the connection goes to
-that checked address (the Host header and TLS name stay the URL's), so a DNS answer that changes between
-the check and the connection cannot reach a refused address. Redirects are never followed: a 3xx is a
-failed attempt.
+that checked address (`pinned_http`: the Host header and TLS name stay the URL's), so a DNS answer that
+changes between the check and the connection cannot reach a refused address. Redirects are never followed:
+a 3xx is a failed attempt.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import random
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from imageapi import netguard
+from imageapi import netguard, pinned_http
 
 SIGNATURE_HEADER = "x-imageapi-signature"
 TIMESTAMP_HEADER = "x-imageapi-timestamp"
@@ -80,20 +78,10 @@ class WebhookSender:
 
     async def send(self, url: str, body: bytes) -> AttemptOutcome:
         try:
-            addresses = await asyncio.to_thread(netguard.check_url, url, allow_private=self._allow_private)
+            request = await pinned_http.checked_request(self._client, "POST", url, allow_private=self._allow_private,
+                                                        headers=self.headers(body), content=body)
         except netguard.RefusedURL as refused:
             return AttemptOutcome(False, None, f"refused: {refused}")
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        address = str(addresses[0])
-        pinned = f"[{address}]" if ":" in address else address
-        if parts.port:
-            pinned += f":{parts.port}"
-        host_header = parts.netloc.rpartition("@")[2]
-        request = self._client.build_request(
-            "POST", urlunsplit((parts.scheme, pinned, parts.path or "/", parts.query, "")),
-            content=body, headers={**self.headers(body), "host": host_header},
-            extensions={"sni_hostname": host} if parts.scheme == "https" else {})
         try:
             response = await self._client.send(request)
             await response.aclose()
