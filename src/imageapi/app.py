@@ -126,7 +126,7 @@ def build_app(settings: Settings, backend_factory: BackendFactory | None = None)
         app.state.images = ImagesService(
             engine, blobs, encoder, default_model=settings.default_model.name, aliases=dict(settings.aliases),
             upload_limits=imaging.UploadLimits(settings.max_image_bytes, settings.max_input_pixels),
-            png_level=settings.png_compress_level, public_url=settings.public_url)
+            png_level=settings.png_compress_level, public_url=settings.public_url, prompt_checker=moderator)
         if moderator is not None:  # classifiers load in a thread; results are checked before being stored
             await asyncio.to_thread(moderator.load_classifiers)
             app.state.images.output_check = moderator.check_images
@@ -150,7 +150,6 @@ def build_app(settings: Settings, backend_factory: BackendFactory | None = None)
     # Security (issue 5): flag/env keys plus the data dir's key store; per-key rate limits.
     app.state.authenticator = BearerAuthenticator(settings.api_keys, KeyStore.in_data_dir(data_dir))
     app.state.ratelimiter = RateLimiter(settings.rate_limit_window_seconds)
-    app.state.moderator = moderator
     for prefix in API_PREFIXES:
         app.include_router(images_routes.router, prefix=prefix)
         app.include_router(meta_routes.api_router, prefix=prefix)

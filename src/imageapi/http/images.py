@@ -36,14 +36,6 @@ def _submitter(request: Request, principal: Principal) -> Submitter:
     return Submitter(owner=principal.key_id, trace_id=request.state.trace_id, base_url=str(request.base_url))
 
 
-async def _moderate(request: Request, prompt: str | None, moderation: str | None) -> None:
-    """The operator's prompt policy, before any image work (a refusal gives back the images it took)."""
-    moderator = request.app.state.moderator
-    if moderator is not None:
-        await moderator.check_prompt(prompt, moderation if isinstance(moderation, str) else None,
-                                     request.state.trace_id)
-
-
 async def _body(request: Request) -> ParsedBody:
     return await parse_body(request, request.app.state.settings.max_image_bytes)
 
@@ -53,7 +45,6 @@ async def create_image(request: Request, principal: RateLimited) -> Response:
     body = await _body(request)
     generation = validate(ImageGenerationRequest, body.fields)
     async with images_charged(request, principal, generation.n):
-        await _moderate(request, generation.prompt, generation.moderation)
         if wants_task(generation):
             return json_response(await _tasks(request).submit_generation(generation, _submitter(request, principal)))
         return json_response(await _service(request).generate(generation, _context(request)))
@@ -68,7 +59,8 @@ async def create_image_edit(request: Request, principal: RateLimited) -> Respons
     if len(masks) + (mask_ref is not None) > 1:
         raise InvalidRequest("Only one 'mask' file may be sent.", param="mask")
     async with images_charged(request, principal, edit.n):
-        await _moderate(request, edit.prompt, edit.moderation)
+        if image_refs or mask_ref:  # the prompt policy refuses before the server fetches anything for it
+            await _service(request).check_prompt(edit.prompt, edit.moderation, _context(request))
         images = body.file_list("image") + await fetch_references(request, image_refs, "image")
         masks += await fetch_references(request, [mask_ref] if mask_ref else [], "mask")
         mask = masks[0] if masks else None
@@ -89,7 +81,6 @@ async def create_image_variation(request: Request, principal: RateLimited) -> Re
                              "Variations take exactly one 'image' file.", param="image",
                              code="missing_required_parameter" if not images else "invalid_value")
     async with images_charged(request, principal, variation.n):
-        await _moderate(request, variation.prompt, None)
         if wants_task(variation):
             return json_response(await _tasks(request).submit_variation(variation, images[0],
                                                                         _submitter(request, principal)))

@@ -49,6 +49,7 @@ from imageapi.service.profiles import (
     Family,
     family_of,
 )
+from imageapi.service.prompt_policy import PromptChecker
 from imageapi.service.requests import (
     ImageEditRequest,
     ImageGenerationRequest,
@@ -77,7 +78,8 @@ class ImagesService:
 
     def __init__(self, engine: Engine, blobs: LocalBlobStore, encoder: Executor, *, default_model: str,
                  aliases: dict[str, str], upload_limits: imaging.UploadLimits, png_level: int,
-                 public_url: str | None) -> None:
+                 public_url: str | None, prompt_checker: PromptChecker | None = None) -> None:
+        self._prompt_checker = prompt_checker  # the operator's moderation policy, when one is configured
         self._engine = engine
         self._blobs = blobs
         self._encoder = encoder
@@ -116,6 +118,7 @@ class ImagesService:
 
     async def generate(self, request: ImageGenerationRequest, context: RequestContext, *,
                        check_only: bool = False) -> dict[str, Any]:
+        await self.check_prompt(request.prompt, request.moderation, context)
         target = self._target(request.model, Endpoint.GENERATIONS)
         check_prompted(target.profile, request)
         if request.style is not None:
@@ -137,6 +140,7 @@ class ImagesService:
 
     async def edit(self, request: ImageEditRequest, images: Sequence[UploadedFile], mask: UploadedFile | None,
                    context: RequestContext, *, check_only: bool = False) -> dict[str, Any]:
+        await self.check_prompt(request.prompt, request.moderation, context)
         target = self._target(request.model, Endpoint.EDITS)
         check_prompted(target.profile, request)
         n = check_n(target.profile, request.n)
@@ -162,6 +166,7 @@ class ImagesService:
 
     async def variation(self, request: ImageVariationRequest, image: UploadedFile,
                         context: RequestContext, *, check_only: bool = False) -> dict[str, Any]:
+        await self.check_prompt(request.prompt, None, context)
         target = self._target(request.model, Endpoint.VARIATIONS)
         n = check_n(target.profile, request.n)
         check_response_format(request)
@@ -179,6 +184,13 @@ class ImagesService:
         pixels = await self._run(jobs)
         await self._check_outputs(pixels, None, context)
         return await self._respond(target, plan, prompt, pixels, [job.seed for job in jobs], context)
+
+    async def check_prompt(self, prompt: str | None, moderation: str | None, context: RequestContext) -> None:
+        """The operator's prompt policy, before any decoding or GPU work (ModerationBlocked refuses). The three
+        operations start with it, so async submission (`check_only`) and the task runner's runs check too."""
+        if self._prompt_checker is not None:
+            await self._prompt_checker.check_prompt(prompt, moderation if isinstance(moderation, str) else None,
+                                                    context.trace_id)
 
     def _in_thread(self, function: Callable[..., Result], *args: Any) -> Awaitable[Result]:
         """Pixel work (decode, resize, composite, encode) runs in the pool, never on the event loop."""
