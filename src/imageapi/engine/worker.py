@@ -49,6 +49,7 @@ class Engine:
         self._backend_factory = backend_factory
         self._policies = dict(policies)
         self._queue = JobQueue(capacity, self._policy_for)
+        self.queue_capacity = capacity  # most images waiting at once: a request for more can never be queued
         self._backends: dict[str, ImageBackend] = {}
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

@@ -132,6 +132,7 @@ class ImagesService:
         key = batch_key(target, Task.TEXT_TO_IMAGE, plan, request, strength=None)
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt)
                 for seed in seeds_for(request.seed, check_n(target.profile, request.n))]
+        self._check_fits_queue(len(jobs))
         if check_only:
             return {}
         pixels = await self._run(jobs)
@@ -156,6 +157,7 @@ class ImagesService:
         key = batch_key(target, task, plan, request, strength=strength)
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt, original, repaint)
                 for seed in seeds_for(request.seed, n)]
+        self._check_fits_queue(len(jobs))
         if check_only:
             return {}
         pixels = await self._run(jobs)
@@ -179,6 +181,7 @@ class ImagesService:
         prompt = request.prompt or ""
         jobs = [ImageJob(key, prompt, seed, request.negative_prompt, original)
                 for seed in seeds_for(request.seed, n)]
+        self._check_fits_queue(len(jobs))
         if check_only:
             return {}
         pixels = await self._run(jobs)
@@ -220,6 +223,15 @@ class ImagesService:
         return target
 
     # ----- running and answering -----
+
+    def _check_fits_queue(self, images: int) -> None:
+        """More images than the whole queue holds can never be queued: a 429 that says not to retry
+        (as for a request over the key's whole rate limit), refused before an async task is acknowledged."""
+        capacity = self._engine.queue_capacity
+        if images > capacity:
+            raise TooManyRequests(f"This request asks for {images} images, but this server queues at most {capacity} "
+                                  "images at once; ask for fewer images.", retry_after_s=0,
+                                  headers={"x-should-retry": "false"})
 
     async def _run(self, jobs: list[ImageJob]) -> list[np.ndarray]:
         try:

@@ -106,11 +106,13 @@ class TaskRunner:
         response, error = None, None
         try:
             response = await self._execute(row)
-        except (TooManyRequests, ServiceUnavailable):
-            await asyncio.sleep(BUSY_RETRY_S)
-            await self._store.requeue(row.id)
-            self._work.set()
-            return
+        except (TooManyRequests, ServiceUnavailable) as busy:
+            if busy.headers.get("x-should-retry") != "false":  # busy for now: run it again later
+                await asyncio.sleep(BUSY_RETRY_S)
+                await self._store.requeue(row.id)
+                self._work.set()
+                return
+            error = busy  # it can never run (e.g. the queue was made smaller since it was acknowledged)
         except ImageAPIError as failed:
             error = failed
         except Exception:
