@@ -9,9 +9,17 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "imageapi"
 
 FORBIDDEN = {
     "http": ("imageapi.engine", "imageapi.backends", "torch", "diffusers", "transformers"),
-    "service": ("imageapi.http", "imageapi.backends", "torch", "diffusers", "transformers", "fastapi", "starlette"),
+    "service": ("imageapi.http", "imageapi.backends", "imageapi.moderation", "torch", "diffusers", "transformers",
+                "fastapi", "starlette"),
     "engine": ("imageapi.http", "imageapi.service", "fastapi", "starlette", "diffusers", "transformers"),
     "backends": ("imageapi.http", "imageapi.service", "fastapi", "starlette"),
+    # Side rooms (task store, key store, moderation): adapters behind ports, below the service.
+    "tasks": ("imageapi.http", "imageapi.service", "imageapi.engine", "imageapi.backends", "fastapi", "starlette",
+              "torch"),
+    "keys": ("imageapi.http", "imageapi.service", "imageapi.engine", "imageapi.backends", "fastapi", "starlette",
+             "torch"),
+    "moderation": ("imageapi.http", "imageapi.service", "imageapi.engine", "imageapi.backends", "fastapi",
+                   "starlette"),
 }
 
 
@@ -36,5 +44,5 @@ def test_imports_flow_one_way(layer):
 
 
 def test_torch_stays_out_of_shared_modules():
-    for name in ("errors.py", "config.py", "imaging.py", "netguard.py"):
+    for name in ("errors.py", "config.py", "imaging.py", "netguard.py", "pinned_http.py", "fetch.py", "ratelimit.py"):
         assert not {n for n in imported_modules(PACKAGE / name) if n.split(".")[0] in ("torch", "diffusers")}
