@@ -53,13 +53,27 @@ from imageapi.service.requests import (
     ImageEditRequest,
     ImageGenerationRequest,
     ImageVariationRequest,
+    PromptedImageRequest,
 )
+from imageapi.service.streaming import EventFamily, ImageStream, requested_settings
 from imageapi.service.uploads import UploadedFile, decode_edit_inputs, decode_upload, edit_pixels
 from imageapi.storage.blobs import BlobRefused, LocalBlobStore
 
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
 
+
+
+@dataclass(frozen=True)
+class PreparedJobs:
+    """A checked request's jobs and what answering needs: the sync answer and the stream share it."""
+
+    target: Target
+    plan: OutputPlan
+    jobs: list[ImageJob]
+    prompt: str
+    input_images: Sequence[tuple[int, int]] = ()  # edits: each input's size, for the usage estimate
+    restore: tuple[np.ndarray, np.ndarray] | None = None  # a masked edit: (original, repaint mask)
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,13 @@ class ImagesService:
 
     async def generate(self, request: ImageGenerationRequest, context: RequestContext, *,
                        check_only: bool = False) -> dict[str, Any]:
+        prepared = self.prepare_generation(request)
+        if check_only:
+            return {}
+        return await self._complete(prepared, request.moderation, context)
+
+    def prepare_generation(self, request: ImageGenerationRequest) -> PreparedJobs:
+        """Every check of a generation, and its jobs (not yet submitted)."""
         target = self._target(request.model, Endpoint.GENERATIONS)
         check_prompted(target.profile, request)
         if request.style is not None:
@@ -129,14 +150,18 @@ class ImagesService:
         key = batch_key(target, Task.TEXT_TO_IMAGE, plan, request, strength=None)
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt)
                 for seed in seeds_for(request.seed, check_n(target.profile, request.n))]
-        if check_only:
-            return {}
-        pixels = await self._run(jobs)
-        await self._check_outputs(pixels, request.moderation, context)
-        return await self._respond(target, plan, request.prompt, pixels, [job.seed for job in jobs], context)
+        return PreparedJobs(target, plan, jobs, request.prompt)
 
     async def edit(self, request: ImageEditRequest, images: Sequence[UploadedFile], mask: UploadedFile | None,
                    context: RequestContext, *, check_only: bool = False) -> dict[str, Any]:
+        prepared = await self.prepare_edit(request, images, mask)
+        if check_only:
+            return {}
+        return await self._complete(prepared, request.moderation, context)
+
+    async def prepare_edit(self, request: ImageEditRequest, images: Sequence[UploadedFile],
+                           mask: UploadedFile | None) -> PreparedJobs:
+        """Every check of an edit, its decoded inputs and its jobs (not yet submitted)."""
         target = self._target(request.model, Endpoint.EDITS)
         check_prompted(target.profile, request)
         n = check_n(target.profile, request.n)
@@ -152,13 +177,16 @@ class ImagesService:
         key = batch_key(target, task, plan, request, strength=strength)
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt, original, repaint)
                 for seed in seeds_for(request.seed, n)]
-        if check_only:
-            return {}
-        pixels = await self._run(jobs)
-        await self._check_outputs(pixels, request.moderation, context)
         restore = (original, repaint) if repaint is not None else None
-        return await self._respond(target, plan, request.prompt, pixels, [job.seed for job in jobs], context,
-                                   input_images=[image.size for image in decoded], restore=restore)
+        return PreparedJobs(target, plan, jobs, request.prompt, [image.size for image in decoded], restore)
+
+    async def _complete(self, prepared: PreparedJobs, moderation: str | None,
+                        context: RequestContext) -> dict[str, Any]:
+        pixels = await self._run(prepared.jobs)
+        await self._check_outputs(pixels, moderation, context)
+        return await self._respond(prepared.target, prepared.plan, prepared.prompt, pixels,
+                                   [job.seed for job in prepared.jobs], context,
+                                   input_images=prepared.input_images, restore=prepared.restore)
 
     async def variation(self, request: ImageVariationRequest, image: UploadedFile,
                         context: RequestContext, *, check_only: bool = False) -> dict[str, Any]:
@@ -209,7 +237,7 @@ class ImagesService:
 
     # ----- running and answering -----
 
-    async def _run(self, jobs: list[ImageJob]) -> list[np.ndarray]:
+    def _submit(self, jobs: list[ImageJob]) -> None:
         try:
             self._engine.submit(jobs)
         except QueueFull as full:
@@ -218,6 +246,9 @@ class ImagesService:
                                   f"{math.ceil(wait)} seconds.", retry_after_s=wait) from None
         except QueueClosed:
             raise ServiceUnavailable("The server is shutting down.") from None
+
+    async def _run(self, jobs: list[ImageJob]) -> list[np.ndarray]:
+        self._submit(jobs)
         try:
             return list(await asyncio.gather(*(asyncio.wrap_future(job.result) for job in jobs)))
         except asyncio.CancelledError:
@@ -257,16 +288,45 @@ class ImagesService:
 
     def _output_item(self, plan: OutputPlan, pixels: np.ndarray, context: RequestContext,
                      restore: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
-        if restore is not None:  # a masked edit: outside the mask, the original comes back unchanged
-            original, repaint = restore
-            pixels = imaging.composite(original, pixels, repaint)
-        data = imaging.encode_image(pixels, plan.output_format, compression=plan.compression,
-                                    png_level=self._png_level)
         if plan.response_format == "b64_json":
-            return {"b64_json": base64.b64encode(data).decode("ascii")}
+            return {"b64_json": self._encode_b64(plan, pixels, restore)}
+        data = self._encode(plan, pixels, restore)
         stored = self._blobs.put(data, plan.output_format)
         base = self._public_url or context.base_url.rstrip("/")
         return {"url": f"{base}/v1/files/{stored.name}?sig={stored.signature}"}
+
+    def _encode(self, plan: OutputPlan, pixels: np.ndarray,
+                restore: tuple[np.ndarray, np.ndarray] | None) -> bytes:
+        if restore is not None:  # a masked edit: outside the mask, the original comes back unchanged
+            original, repaint = restore
+            pixels = imaging.composite(original, pixels, repaint)
+        return imaging.encode_image(pixels, plan.output_format, compression=plan.compression,
+                                    png_level=self._png_level)
+
+    def _encode_b64(self, plan: OutputPlan, pixels: np.ndarray,
+                    restore: tuple[np.ndarray, np.ndarray] | None) -> str:
+        return base64.b64encode(self._encode(plan, pixels, restore)).decode("ascii")
+
+    # ----- streaming (stream=true): checked and submitted here, so refusals are plain JSON errors -----
+
+    async def stream_generation(self, request: ImageGenerationRequest, context: RequestContext) -> ImageStream:
+        return self._open_stream(EventFamily.GENERATION, self.prepare_generation(request), request, context)
+
+    async def stream_edit(self, request: ImageEditRequest, images: Sequence[UploadedFile],
+                          mask: UploadedFile | None, context: RequestContext) -> ImageStream:
+        return self._open_stream(EventFamily.EDIT, await self.prepare_edit(request, images, mask), request, context)
+
+    def _open_stream(self, family: EventFamily, prepared: PreparedJobs, request: PromptedImageRequest,
+                     context: RequestContext) -> ImageStream:
+        plan = prepared.plan
+        usage = estimate_usage(prepared.prompt, prepared.input_images, len(prepared.jobs), plan.width, plan.height)
+        stream = ImageStream(
+            family, prepared.jobs, requested_settings(request, plan.output_format), usage,
+            encode=lambda pixels: self._in_thread(self._encode_b64, plan, pixels, prepared.restore),
+            check=lambda pixels: self._check_outputs([pixels], request.moderation, context),
+            partial_images=request.partial_images or 0)
+        self._submit(prepared.jobs)  # after the stream hooked the jobs: the worker may start at once
+        return stream
 
 
 def _image_tokens(width: int, height: int) -> int:
