@@ -4,6 +4,7 @@ SSE decoding yields its typed events for generations and edits."""
 from __future__ import annotations
 
 import base64
+import time
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from openai.types import (
     ImageGenPartialImageEvent,
 )
 
-from support import API_KEY, decode, png_bytes
+from support import API_KEY, ServerProcess, decode, png_bytes
 
 STEPS = {"num_inference_steps": 4}  # random:tiny: 4 denoising steps leave room for 3 previews
 
@@ -69,3 +70,23 @@ def test_events_arrive_as_they_are_made(server):
     text = b"".join(chunks).decode()
     assert text.count("event: ") == 4 and text.rstrip().endswith("}")
     assert chunks[0].startswith(b"event: image_generation.partial_image\n") and b"completed" not in chunks[0]
+
+
+def test_leaving_mid_stream_cancels_the_images_not_started(tmp_path):
+    server = ServerProcess(tmp_path, ["--model", "random:tiny", "--api-key", API_KEY, "--max-batch-images", "2"])
+    server.start()
+    try:
+        with httpx.stream("POST", server.base_url + "/v1/images/generations", timeout=120,
+                          headers={"Authorization": f"Bearer {API_KEY}"},
+                          json={"prompt": "x", "size": "256x256", "stream": True, "n": 10, "partial_images": 1,
+                                **STEPS}) as response:
+            assert next(response.iter_raw())  # the first event, then the client goes away
+        deadline = time.monotonic() + 30
+        while (health := httpx.get(server.base_url + "/health").json())["queue_depth"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        made = sum(int(size) * count for size, count in httpx.get(server.base_url + "/health").json()
+                   ["batch_sizes"].items())
+        assert health["queue_depth"] == 0 and made < 10, health
+    finally:
+        server.stop()
