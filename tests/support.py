@@ -123,3 +123,17 @@ def assert_error(response: httpx.Response, status: int, code: str | None,
         assert body["error"]["param"] == param
     assert response.headers["x-request-id"].startswith("req_")
     return body["error"]
+
+
+def parse_sse(text: str) -> list[tuple[str, dict]]:
+    """Server-Sent Events as (event name, parsed data) pairs; every event must have both lines."""
+    import json
+
+    events = []
+    for block in text.split("\n\n"):
+        if not block.strip():
+            continue
+        fields = dict(line.split(": ", 1) for line in block.split("\n"))
+        assert set(fields) == {"event", "data"}, block[:200]
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events

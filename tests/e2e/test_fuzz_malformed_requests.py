@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from support import API_KEY, ServerProcess, png_bytes
+from support import API_KEY, ServerProcess, parse_sse, png_bytes
 
 EXAMPLES = int(os.environ.get("IMAGEAPI_FUZZ_EXAMPLES", "2000"))
 SEED = int(os.environ.get("IMAGEAPI_FUZZ_SEED", "20260522"))
@@ -100,8 +100,13 @@ def requests(draw) -> dict:
 
 def assert_answer(response: httpx.Response) -> None:
     assert response.status_code < 500, (response.status_code, response.text[:500])
-    body = response.json()
     assert "x-request-id" in response.headers
+    if response.headers.get("content-type", "").startswith("text/event-stream"):  # a valid stream=true request
+        events = parse_sse(response.text)
+        assert events and all(data["type"].endswith(".completed") or data["type"].endswith(".partial_image")
+                              for _, data in events), events
+        return
+    body = response.json()
     if response.status_code >= 400:
         assert body["success"] is False and body["trace_id"], body
         assert set(body["error"]) == {"message", "type", "param", "code"}, body

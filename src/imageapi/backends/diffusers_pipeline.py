@@ -9,7 +9,7 @@ the final bytes cross to the host.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, Aut
 from diffusers.utils import logging as diffusers_logging
 
 from imageapi.backends.random_models import RANDOM_ARCHITECTURES
-from imageapi.engine.job import ImageJob, Task
+from imageapi.engine.job import ImageJob, Task, preview_steps
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,61 @@ class DiffusersBackend:
         wanted = len(jobs)
         jobs = pad_to_bucket(jobs, self.batch_buckets)
         pipe = self._pipes[jobs[0].key.task]
+        arguments = self._arguments(jobs)
+        on_step_end = preview_callback(jobs[:wanted])  # never the padding's copies of the last job
+        if on_step_end is not None:
+            arguments["callback_on_step_end"] = on_step_end
         with torch.inference_mode():
-            images = pipe(**self._arguments(jobs)).images[:wanted]  # NCHW in [0, 1] on the device
-            as_bytes = (images * 255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-            host = as_bytes.cpu().numpy()
+            images = pipe(**arguments).images[:wanted]  # NCHW in [0, 1] on the device
+            host = _to_host_bytes(images)
         return list(host)
+
+
+def _to_host_bytes(images: torch.Tensor) -> np.ndarray:
+    """NCHW float in [0, 1] on the device -> NHWC uint8 on the host."""
+    as_bytes = (images * 255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    return as_bytes.cpu().numpy()
+
+
+StepCallback = Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]
+
+
+def preview_callback(jobs: Sequence[ImageJob]) -> StepCallback | None:
+    """A diffusers `callback_on_step_end` that decodes, with the VAE, the current latents of each job that
+    asked for previews, at that job's evenly spaced steps, and hands the pixels to the job's `on_preview`.
+    None when no job wants previews (the pipeline then runs exactly as before)."""
+    wanting = [(row, job) for row, job in enumerate(jobs) if job.previews > 0 and job.on_preview is not None]
+    if not wanting:
+        return None
+
+    def on_step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        total = getattr(pipe, "num_timesteps", None) or jobs[0].key.steps  # img2img runs fewer than key.steps
+        latents = callback_kwargs.get("latents")
+        for row, job in wanting:
+            if latents is None or step not in preview_steps(total, job.previews):
+                continue
+            pixels = decode_preview(pipe, latents[row:row + 1])  # one at a time: a compiled VAE's batch-1 shape
+            if pixels is None:
+                continue
+            try:
+                job.on_preview(pixels)  # type: ignore[misc]
+            except Exception:  # a preview never fails the batch, which other jobs share
+                log.exception("a preview hand-off failed")
+        return callback_kwargs
+
+    return on_step_end
+
+
+def decode_preview(pipe: Any, latents: torch.Tensor) -> np.ndarray | None:
+    """The image the latents of an unfinished denoising decode to (HxWx3 uint8), or None for pipelines whose
+    latents are not plain NCHW VAE latents (packed transformer latents): those send fewer previews."""
+    vae = getattr(pipe, "vae", None)
+    if vae is None or latents.ndim != 4 or latents.shape[1] != vae.config.latent_channels:
+        return None
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor + shift, return_dict=False)[0]
+    image = (decoded.float().nan_to_num_() / 2 + 0.5).clamp_(0, 1)  # the VAE's [-1, 1] -> [0, 1]
+    return _to_host_bytes(image)[0]
 
 
 def pad_to_bucket(jobs: Sequence[ImageJob], buckets: Sequence[int]) -> Sequence[ImageJob]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -45,3 +46,16 @@ class ImageJob:
     init_image: np.ndarray | None = None  # height x width x 3, uint8, already at the key's size
     repaint_mask: np.ndarray | None = None  # height x width, uint8, 255 where the model repaints
     result: Future[np.ndarray] = field(default_factory=Future)  # height x width x 3, uint8
+    # Previews of the denoising in progress: up to `previews` of them, each handed to `on_preview` (height x
+    # width x 3, uint8) from the worker thread, before `result` is set. Per job, so jobs sharing a batch differ.
+    previews: int = 0
+    on_preview: Callable[[np.ndarray], None] | None = None
+
+
+def preview_steps(total_steps: int, wanted: int) -> frozenset[int]:
+    """The 0-based denoising steps after which to take a preview: up to `wanted`, evenly spaced, never the
+    last step (its latents are the final image, which is no preview). Few-step runs give fewer."""
+    count = min(wanted, total_steps - 1)
+    if count <= 0:
+        return frozenset()
+    return frozenset(index * (total_steps - 1) // (count + 1) for index in range(1, count + 1))

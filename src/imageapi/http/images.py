@@ -11,6 +11,7 @@ from imageapi.http.bodies import ParsedBody, parse_body, validate
 from imageapi.http.fast_json import json_response
 from imageapi.http.image_refs import fetch_references, image_references, mask_reference
 from imageapi.http.ratelimits import RateLimited, images_charged
+from imageapi.http.streaming import sse_response
 from imageapi.service.images import ImagesService, RequestContext
 from imageapi.service.requests import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest
 from imageapi.service.tasks import Submitter, TasksService, wants_task
@@ -47,6 +48,8 @@ async def create_image(request: Request, principal: RateLimited) -> Response:
     async with images_charged(request, principal, generation.n):
         if wants_task(generation):
             return json_response(await _tasks(request).submit_generation(generation, _submitter(request, principal)))
+        if generation.stream:
+            return sse_response(await _service(request).stream_generation(generation, _context(request)))
         return json_response(await _service(request).generate(generation, _context(request)))
 
 
@@ -67,6 +70,8 @@ async def create_image_edit(request: Request, principal: RateLimited) -> Respons
         if wants_task(edit):
             return json_response(await _tasks(request).submit_edit(edit, images, mask,
                                                                    _submitter(request, principal)))
+        if edit.stream:
+            return sse_response(await _service(request).stream_edit(edit, images, mask, _context(request)))
         return json_response(await _service(request).edit(edit, images, mask, _context(request)))
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from imageapi.engine.job import BatchKey, Task
 from imageapi.engine.models import ModelInfo
-from imageapi.errors import InvalidRequest, NotImplementedByServer, invalid_choice
+from imageapi.errors import InvalidRequest, invalid_choice
 from imageapi.service.profiles import Family, Profile, check_free_size, check_listed_size, quality_level
 from imageapi.service.requests import ImageRequest, PromptedImageRequest
 
@@ -73,11 +73,24 @@ def check_prompted(profile: Profile, request: PromptedImageRequest) -> None:
     if request.background == "transparent":
         raise InvalidRequest("Transparent background is not supported for this model.", param="background")
     if request.stream:
-        raise NotImplementedByServer("Streaming (stream=true) is not implemented by this server yet; "
-                                     "omit 'stream' for a complete response.", param="stream")
+        check_streamable(profile, request)
     if request.partial_images is not None and not 0 <= request.partial_images <= 3:
         raise InvalidRequest(f"Invalid value: '{request.partial_images}'. 'partial_images' must be between "
                              "0 and 3.", param="partial_images")
+
+def check_streamable(profile: Profile, request: PromptedImageRequest) -> None:
+    """stream=true: events carry base64 images now, so not with async mode (a task answers later) nor with
+    `url` results; and, as on OpenAI, only for the GPT image models (and this server's own models)."""
+    if request.callback_url is not None or request.async_mode:
+        raise InvalidRequest("Streaming (stream=true) cannot be combined with async mode ('callback_url' or "
+                             "'async'): a stream answers now, a task answers later. Send one or the other.",
+                             param="stream")
+    if profile.family in (Family.DALL_E_2, Family.DALL_E_3):
+        raise InvalidRequest(f"Streaming (stream=true) is only supported by the GPT image models and this "
+                             f"server's own models, not by {profile.family}.", param="stream")
+    if request.response_format == "url":
+        raise InvalidRequest("Invalid value: 'url'. Streamed images are sent as 'b64_json'; omit "
+                             "'response_format' with stream=true.", param="response_format")
 
 def checked_size(target: Target, size: str) -> tuple[int, int]:
     profile = target.profile

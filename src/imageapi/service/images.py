@@ -54,13 +54,27 @@ from imageapi.service.requests import (
     ImageEditRequest,
     ImageGenerationRequest,
     ImageVariationRequest,
+    PromptedImageRequest,
 )
+from imageapi.service.streaming import EventFamily, ImageStream, requested_settings
 from imageapi.service.uploads import UploadedFile, decode_edit_inputs, decode_upload, edit_pixels
 from imageapi.storage.blobs import BlobRefused, LocalBlobStore
 
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
 
+
+
+@dataclass(frozen=True)
+class PreparedJobs:
+    """A checked request's jobs and what answering needs: the sync answer and the stream share it."""
+
+    target: Target
+    plan: OutputPlan
+    jobs: list[ImageJob]
+    prompt: str
+    input_images: Sequence[tuple[int, int]] = ()  # edits: each input's size, for the usage estimate
+    restore: tuple[np.ndarray, np.ndarray] | None = None  # a masked edit: (original, repaint mask)
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,13 @@ class ImagesService:
 
     async def generate(self, request: ImageGenerationRequest, context: RequestContext, *,
                        check_only: bool = False) -> dict[str, Any]:
+        prepared = await self.prepare_generation(request, context)
+        if check_only:
+            return {}
+        return await self._complete(prepared, request.moderation, context)
+
+    async def prepare_generation(self, request: ImageGenerationRequest, context: RequestContext) -> PreparedJobs:
+        """Every check of a generation (the prompt policy first), and its jobs (not yet submitted)."""
         await self.check_prompt(request.prompt, request.moderation, context)
         target = self._target(request.model, Endpoint.GENERATIONS)
         check_prompted(target.profile, request)
@@ -133,14 +154,18 @@ class ImagesService:
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt)
                 for seed in seeds_for(request.seed, check_n(target.profile, request.n))]
         self._check_fits_queue(len(jobs))
-        if check_only:
-            return {}
-        pixels = await self._run(jobs)
-        await self._check_outputs(pixels, request.moderation, context)
-        return await self._respond(target, plan, request.prompt, pixels, [job.seed for job in jobs], context)
+        return PreparedJobs(target, plan, jobs, request.prompt)
 
     async def edit(self, request: ImageEditRequest, images: Sequence[UploadedFile], mask: UploadedFile | None,
                    context: RequestContext, *, check_only: bool = False) -> dict[str, Any]:
+        prepared = await self.prepare_edit(request, images, mask, context)
+        if check_only:
+            return {}
+        return await self._complete(prepared, request.moderation, context)
+
+    async def prepare_edit(self, request: ImageEditRequest, images: Sequence[UploadedFile],
+                           mask: UploadedFile | None, context: RequestContext) -> PreparedJobs:
+        """Every check of an edit (the prompt policy first), its decoded inputs and its jobs (not yet submitted)."""
         await self.check_prompt(request.prompt, request.moderation, context)
         target = self._target(request.model, Endpoint.EDITS)
         check_prompted(target.profile, request)
@@ -158,13 +183,16 @@ class ImagesService:
         jobs = [ImageJob(key, request.prompt, seed, request.negative_prompt, original, repaint)
                 for seed in seeds_for(request.seed, n)]
         self._check_fits_queue(len(jobs))
-        if check_only:
-            return {}
-        pixels = await self._run(jobs)
-        await self._check_outputs(pixels, request.moderation, context)
         restore = (original, repaint) if repaint is not None else None
-        return await self._respond(target, plan, request.prompt, pixels, [job.seed for job in jobs], context,
-                                   input_images=[image.size for image in decoded], restore=restore)
+        return PreparedJobs(target, plan, jobs, request.prompt, [image.size for image in decoded], restore)
+
+    async def _complete(self, prepared: PreparedJobs, moderation: str | None,
+                        context: RequestContext) -> dict[str, Any]:
+        pixels = await self._run(prepared.jobs)
+        await self._check_outputs(pixels, moderation, context)
+        return await self._respond(prepared.target, prepared.plan, prepared.prompt, pixels,
+                                   [job.seed for job in prepared.jobs], context,
+                                   input_images=prepared.input_images, restore=prepared.restore)
 
     async def variation(self, request: ImageVariationRequest, image: UploadedFile,
                         context: RequestContext, *, check_only: bool = False) -> dict[str, Any]:
@@ -233,7 +261,7 @@ class ImagesService:
                                   "images at once; ask for fewer images.", retry_after_s=0,
                                   headers={"x-should-retry": "false"})
 
-    async def _run(self, jobs: list[ImageJob]) -> list[np.ndarray]:
+    def _submit(self, jobs: list[ImageJob]) -> None:
         try:
             self._engine.submit(jobs)
         except QueueFull as full:
@@ -242,6 +270,9 @@ class ImagesService:
                                   f"{math.ceil(wait)} seconds.", retry_after_s=wait) from None
         except QueueClosed:
             raise ServiceUnavailable("The server is shutting down.") from None
+
+    async def _run(self, jobs: list[ImageJob]) -> list[np.ndarray]:
+        self._submit(jobs)
         try:
             return list(await asyncio.gather(*(asyncio.wrap_future(job.result) for job in jobs)))
         except asyncio.CancelledError:
@@ -281,16 +312,47 @@ class ImagesService:
 
     def _output_item(self, plan: OutputPlan, pixels: np.ndarray, context: RequestContext,
                      restore: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
-        if restore is not None:  # a masked edit: outside the mask, the original comes back unchanged
-            original, repaint = restore
-            pixels = imaging.composite(original, pixels, repaint)
-        data = imaging.encode_image(pixels, plan.output_format, compression=plan.compression,
-                                    png_level=self._png_level)
         if plan.response_format == "b64_json":
-            return {"b64_json": base64.b64encode(data).decode("ascii")}
+            return {"b64_json": self._encode_b64(plan, pixels, restore)}
+        data = self._encode(plan, pixels, restore)
         stored = self._blobs.put(data, plan.output_format)
         base = self._public_url or context.base_url.rstrip("/")
         return {"url": f"{base}/v1/files/{stored.name}?sig={stored.signature}"}
+
+    def _encode(self, plan: OutputPlan, pixels: np.ndarray,
+                restore: tuple[np.ndarray, np.ndarray] | None) -> bytes:
+        if restore is not None:  # a masked edit: outside the mask, the original comes back unchanged
+            original, repaint = restore
+            pixels = imaging.composite(original, pixels, repaint)
+        return imaging.encode_image(pixels, plan.output_format, compression=plan.compression,
+                                    png_level=self._png_level)
+
+    def _encode_b64(self, plan: OutputPlan, pixels: np.ndarray,
+                    restore: tuple[np.ndarray, np.ndarray] | None) -> str:
+        return base64.b64encode(self._encode(plan, pixels, restore)).decode("ascii")
+
+    # ----- streaming (stream=true): checked and submitted here, so refusals are plain JSON errors -----
+
+    async def stream_generation(self, request: ImageGenerationRequest, context: RequestContext) -> ImageStream:
+        prepared = await self.prepare_generation(request, context)
+        return self._open_stream(EventFamily.GENERATION, prepared, request, context)
+
+    async def stream_edit(self, request: ImageEditRequest, images: Sequence[UploadedFile],
+                          mask: UploadedFile | None, context: RequestContext) -> ImageStream:
+        prepared = await self.prepare_edit(request, images, mask, context)
+        return self._open_stream(EventFamily.EDIT, prepared, request, context)
+
+    def _open_stream(self, family: EventFamily, prepared: PreparedJobs, request: PromptedImageRequest,
+                     context: RequestContext) -> ImageStream:
+        plan = prepared.plan
+        usage = estimate_usage(prepared.prompt, prepared.input_images, len(prepared.jobs), plan.width, plan.height)
+        stream = ImageStream(
+            family, prepared.jobs, requested_settings(request, plan.output_format), usage,
+            encode=lambda pixels: self._in_thread(self._encode_b64, plan, pixels, prepared.restore),
+            check=lambda pixels: self._check_outputs([pixels], request.moderation, context),
+            partial_images=request.partial_images or 0)
+        self._submit(prepared.jobs)  # after the stream hooked the jobs: the worker may start at once
+        return stream
 
 
 def _image_tokens(width: int, height: int) -> int:
