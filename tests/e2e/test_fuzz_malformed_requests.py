@@ -111,6 +111,8 @@ def assert_answer(response: httpx.Response) -> None:
         assert body["success"] is False and body["trace_id"], body
         assert set(body["error"]) == {"message", "type", "param", "code"}, body
         assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    elif "task_id" in body:  # a valid async request (async / callback_url): acknowledged with its task id
+        assert set(body) == {"task_id", "trace_id"} and body["task_id"] and body["trace_id"], body
     else:
         assert body["data"], body
 
