@@ -58,6 +58,7 @@ from imageapi.service.requests import (
 )
 from imageapi.service.streaming import EventFamily, ImageStream, requested_settings
 from imageapi.service.uploads import UploadedFile, decode_edit_inputs, decode_upload, edit_pixels
+from imageapi.service.usage import estimate_usage
 from imageapi.storage.blobs import BlobRefused, LocalBlobStore
 
 log = logging.getLogger(__name__)
@@ -353,18 +354,3 @@ class ImagesService:
             partial_images=request.partial_images or 0)
         self._submit(prepared.jobs)  # after the stream hooked the jobs: the worker may start at once
         return stream
-
-
-def _image_tokens(width: int, height: int) -> int:
-    return math.ceil(width / 32) * math.ceil(height / 32)
-
-
-def estimate_usage(prompt: str, input_images: Sequence[tuple[int, int]], n: int, width: int,
-                   height: int) -> dict[str, Any]:
-    """OpenAI's usage shape, estimated: a text token per 4 prompt bytes, an image token per 32x32 patch."""
-    text_tokens = math.ceil(len(prompt.encode()) / 4)
-    image_tokens = sum(_image_tokens(w, h) for w, h in input_images)
-    output_tokens = n * _image_tokens(width, height)
-    return {"input_tokens": text_tokens + image_tokens, "output_tokens": output_tokens,
-            "total_tokens": text_tokens + image_tokens + output_tokens,
-            "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_tokens}}
