@@ -86,21 +86,24 @@ class TaskRunner:
 
     async def _work_loop(self) -> None:
         while True:
-            if not self._images.health()[0]:  # models still loading (or failed): tasks wait in the queue
-                await asyncio.sleep(0.2)
-                continue
-            row = await self._store.claim_next()
-            if row is None:
-                self._work.clear()
-                row = await self._store.claim_next()  # again after clear(): a wake-up in between is not lost
-            if row is None:
-                await self._wait(self._work, IDLE_POLL_S)
-                continue
             try:
-                await self._run(row)
-            except Exception:  # the store failed: the task stays running and is retried at next start
-                log.exception("async task %s could not be recorded", row.id)
+                await self._work_once()
+            except Exception:  # the store failed (disk, lock): a claimed task stays running, re-run at next start
+                log.exception("the async task loop could not use the task store; retrying")
                 await asyncio.sleep(BUSY_RETRY_S)
+
+    async def _work_once(self) -> None:
+        if not self._images.health()[0]:  # models still loading (or failed): tasks wait in the queue
+            await asyncio.sleep(0.2)
+            return
+        row = await self._store.claim_next()
+        if row is None:
+            self._work.clear()
+            row = await self._store.claim_next()  # again after clear(): a wake-up in between is not lost
+        if row is None:
+            await self._wait(self._work, IDLE_POLL_S)
+            return
+        await self._run(row)
 
     async def _run(self, row: TaskRow) -> None:
         response, error = None, None
@@ -145,18 +148,25 @@ class TaskRunner:
 
     async def _delivery_loop(self) -> None:
         while True:
-            self._deliveries.clear()
-            due = await self._store.due_deliveries(time.time(), MAX_DELIVERIES_AT_ONCE)
-            for delivery in due:
-                if delivery.task_id not in self._in_flight:
-                    sending = asyncio.create_task(self._deliver(delivery))
-                    self._in_flight[delivery.task_id] = sending
-                    sending.add_done_callback(lambda _, task_id=delivery.task_id: self._delivered(task_id))
-            next_at = await self._store.next_delivery_at()
-            wait_s = IDLE_POLL_S if next_at is None else min(IDLE_POLL_S, max(0.0, next_at - time.time()))
-            if self._in_flight and wait_s == 0.0:
-                wait_s = IDLE_POLL_S  # what is due is already being sent; its end sets the event
-            await self._wait(self._deliveries, wait_s)
+            try:
+                await self._deliver_due()
+            except Exception:  # the store failed: undelivered callbacks stay due and are picked up again
+                log.exception("the callback loop could not use the task store; retrying")
+                await asyncio.sleep(BUSY_RETRY_S)
+
+    async def _deliver_due(self) -> None:
+        self._deliveries.clear()
+        due = await self._store.due_deliveries(time.time(), MAX_DELIVERIES_AT_ONCE)
+        for delivery in due:
+            if delivery.task_id not in self._in_flight:
+                sending = asyncio.create_task(self._deliver(delivery))
+                self._in_flight[delivery.task_id] = sending
+                sending.add_done_callback(lambda _, task_id=delivery.task_id: self._delivered(task_id))
+        next_at = await self._store.next_delivery_at()
+        wait_s = IDLE_POLL_S if next_at is None else min(IDLE_POLL_S, max(0.0, next_at - time.time()))
+        if self._in_flight and wait_s == 0.0:
+            wait_s = IDLE_POLL_S  # what is due is already being sent; its end sets the event
+        await self._wait(self._deliveries, wait_s)
 
     def _delivered(self, task_id: str) -> None:
         self._in_flight.pop(task_id, None)
