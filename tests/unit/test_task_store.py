@@ -106,3 +106,31 @@ def test_delivery_given_up_and_delivered_states(tmp_path: Path) -> None:
             store.close()
 
     asyncio.run(scenario())
+
+
+def test_async_inputs_and_every_new_directory_entry_are_fsynced(tmp_path, monkeypatch):
+    """An acknowledged task's inputs survive a power cut: the files, the task's folder, and its entry."""
+    import os
+
+    from imageapi.service.tasks import TasksService
+    from imageapi.service.uploads import UploadedFile
+
+    opened: dict[int, str] = {}
+    synced: list[str] = []
+    real_open, real_fsync = os.open, os.fsync
+
+    def recording_open(path, flags, *args, **kwargs):
+        descriptor = real_open(path, flags, *args, **kwargs)
+        opened[descriptor] = str(path)
+        return descriptor
+
+    def recording_fsync(descriptor):
+        synced.append(opened.get(descriptor) or os.readlink(f"/proc/self/fd/{descriptor}"))
+        return real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    service = TasksService(None, None, tmp_path / "task-inputs", allow_private_urls=False, wake_runner=lambda: None)
+    saved = service._save_inputs("abc", [UploadedFile("image", b"123")])
+    assert {saved[0].path, str(tmp_path / "task-inputs" / "abc"), str(tmp_path / "task-inputs"),
+            str(tmp_path)} <= set(synced)

@@ -153,11 +153,10 @@ class TasksService:
                 handle.flush()
                 os.fsync(handle.fileno())
             saved.append(InputFile(field=upload.field, path=str(path)))
-        directory = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        # The new entries must reach the disk too: the task's folder, its entry in task-inputs/, and
+        # task-inputs/ itself in the data dir (made on first use).
+        for directory in (folder, self._inputs_dir, self._inputs_dir.parent):
+            _fsync_directory(directory)
         return saved
 
     def remove_inputs(self, task_id: str) -> None:
@@ -192,3 +191,11 @@ class TasksService:
     async def _with_delivery(self, row: TaskRow) -> dict[str, Any]:
         delivery = await self._store.delivery(row.id) if row.callback_url else None
         return task_record(row, delivery)
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
