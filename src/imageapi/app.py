@@ -65,10 +65,18 @@ def build_engine(settings: Settings, backend_factory: BackendFactory | None = No
 
 async def _sweep_forever(blobs: LocalBlobStore) -> None:
     while True:
-        removed = await asyncio.to_thread(blobs.sweep)
-        if removed:
-            log.info("swept %d expired result files", removed)
+        try:
+            removed = await asyncio.to_thread(blobs.sweep)
+            if removed:
+                log.info("swept %d expired result files", removed)
+        except Exception:  # a failed sweep (disk trouble) is retried next round; it must not end the sweeper
+            log.exception("sweeping expired result files failed")
         await asyncio.sleep(SWEEP_INTERVAL_S)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _error_response(request: Request, error: ImageAPIError) -> JSONResponse:
@@ -97,9 +105,10 @@ def _install_error_handlers(app: FastAPI) -> None:
                                                         param=param))
 
 
-async def _start_tasks(app: FastAPI, settings: Settings) -> tuple[SqliteTaskStore, TaskRunner]:
+async def _start_tasks(app: FastAPI, settings: Settings, stack: contextlib.AsyncExitStack) -> None:
     """Async tasks: the durable store, the submission service, the runner (which resumes unfinished work)."""
     store = await asyncio.to_thread(SqliteTaskStore, settings.data_dir / "tasks.sqlite3")
+    stack.push_async_callback(asyncio.to_thread, store.close)
     runner: TaskRunner | None = None
     app.state.tasks = TasksService(store, app.state.images, settings.data_dir / "task-inputs",
                                    allow_private_urls=settings.allow_private_urls,
@@ -110,7 +119,7 @@ async def _start_tasks(app: FastAPI, settings: Settings) -> tuple[SqliteTaskStor
                         RetryPolicy(settings.webhook_max_attempts, settings.webhook_window_seconds),
                         workers=settings.task_workers)
     await runner.start()
-    return store, runner
+    stack.push_async_callback(runner.stop)
 
 
 def build_app(settings: Settings, backend_factory: BackendFactory | None = None) -> FastAPI:
@@ -120,29 +129,25 @@ def build_app(settings: Settings, backend_factory: BackendFactory | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        blobs = LocalBlobStore(data_dir / "results", load_or_create_secret(data_dir / "url-signing.key"),
-                               settings.url_ttl_seconds)
-        encoder = ThreadPoolExecutor(settings.encode_workers, thread_name_prefix="imageapi-encode")
-        app.state.images = ImagesService(
-            engine, blobs, encoder, default_model=settings.default_model.name, aliases=dict(settings.aliases),
-            upload_limits=imaging.UploadLimits(settings.max_image_bytes, settings.max_input_pixels),
-            png_level=settings.png_compress_level, public_url=settings.public_url, prompt_checker=moderator)
-        if moderator is not None:  # classifiers load in a thread; results are checked before being stored
-            await asyncio.to_thread(moderator.load_classifiers)
-            app.state.images.output_check = moderator.check_images
-        engine.start()
-        sweeper = asyncio.create_task(_sweep_forever(blobs))
-        task_store, task_runner = await _start_tasks(app, settings)
-        try:
+        # Each stop is registered as soon as its start succeeded: a failed start-up, or a failing stop,
+        # still stops everything started before it (in reverse order).
+        async with contextlib.AsyncExitStack() as stack:
+            blobs = LocalBlobStore(data_dir / "results", load_or_create_secret(data_dir / "url-signing.key"),
+                                   settings.url_ttl_seconds)
+            encoder = ThreadPoolExecutor(settings.encode_workers, thread_name_prefix="imageapi-encode")
+            stack.callback(encoder.shutdown, wait=True)
+            app.state.images = ImagesService(
+                engine, blobs, encoder, default_model=settings.default_model.name, aliases=dict(settings.aliases),
+                upload_limits=imaging.UploadLimits(settings.max_image_bytes, settings.max_input_pixels),
+                png_level=settings.png_compress_level, public_url=settings.public_url, prompt_checker=moderator)
+            if moderator is not None:  # classifiers load in a thread; results are checked before being stored
+                await asyncio.to_thread(moderator.load_classifiers)
+                app.state.images.output_check = moderator.check_images
+            engine.start()
+            stack.push_async_callback(asyncio.to_thread, engine.stop)
+            stack.push_async_callback(_cancel, asyncio.create_task(_sweep_forever(blobs)))
+            await _start_tasks(app, settings, stack)
             yield
-        finally:
-            await task_runner.stop()
-            await asyncio.to_thread(task_store.close)
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-            await asyncio.to_thread(engine.stop)
-            encoder.shutdown(wait=True)
 
     app = FastAPI(title="imageapi", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings

@@ -56,6 +56,7 @@ class LocalBlobStore:
     def put(self, data: bytes, extension: str, ttl_seconds: int | None = None) -> StoredBlob:
         expires_at = int(time.time()) + (ttl_seconds or self.ttl_seconds)
         name = f"{expires_at}-{uuid.uuid4().hex}.{extension}"
+        self.folder.mkdir(parents=True, exist_ok=True)  # recreated if someone removed it while we run
         temporary = self.folder / f".{name}.partial"
         temporary.write_bytes(data)
         temporary.replace(self.folder / name)
@@ -77,6 +78,8 @@ class LocalBlobStore:
         """Deletes expired results; returns how many."""
         now = time.time() if now is None else now
         removed = 0
+        if not self.folder.is_dir():
+            return 0
         for path in self.folder.iterdir():
             match = _NAME.match(path.name)
             if match and int(match["expires"]) <= now:
