@@ -23,6 +23,9 @@ class ImageAPIError(Exception):
         self.param = param
         self.code = code if code is not None else self.default_code
         self.headers = headers or {}
+        # Set when the refusal came after images were made (a failed batch, a blocked result): the rate limit
+        # keeps those images charged. Refusals before any image work give them back.
+        self.images_made = False
 
 
 class InvalidRequest(ImageAPIError):
@@ -35,6 +38,12 @@ class InvalidRequest(ImageAPIError):
 
 class UnknownParameter(InvalidRequest):
     default_code = "unknown_parameter"
+
+
+class PromptTooLong(InvalidRequest):
+    """OpenAI's own answer to an over-long prompt carries neither a code nor a param (spec §2)."""
+
+    default_code = None
 
 
 class NotImplementedByServer(InvalidRequest):

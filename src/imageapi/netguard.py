@@ -44,7 +44,11 @@ def parse_http_url(url: str) -> tuple[str, str, int]:
         raise RefusedURL("the URL has no host")
     if parts.username or parts.password:
         raise RefusedURL("URLs with credentials are not allowed")
-    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    try:  # international names in their ASCII (IDNA) form, as DNS, Host headers and TLS want them
+        host = parts.hostname if ":" in parts.hostname else parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise RefusedURL("the host name is not a valid domain name") from None
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
 
 
 def resolve(host: str, port: int) -> list[IPAddress]:

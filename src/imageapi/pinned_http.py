@@ -32,7 +32,7 @@ def pinned_request(client: httpx.AsyncClient, method: str, url: str, address: ne
     if parts.port:
         netloc += f":{parts.port}"
     target = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
-    host_header = parts.netloc.rpartition("@")[2]  # as the client wrote it (port included when given)
+    host_header = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
     return client.build_request(method, target, content=content, headers={**(headers or {}), "host": host_header},
                                 extensions={"sni_hostname": host} if scheme == "https" else {})
 

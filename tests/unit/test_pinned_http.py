@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from callback_receiver import CallbackReceiver
-from imageapi import pinned_http
+from imageapi import netguard, pinned_http
 from imageapi.fetch import FetchLimits, fetch_image_bytes
 from imageapi.tasks.webhooks import WebhookSender
 
@@ -120,3 +120,14 @@ def test_ipv6_addresses_are_bracketed_and_plain_http_has_no_sni() -> None:
     assert str(request.url) == "http://[2606:2800:220:1::1]:8080/"
     assert request.headers["host"] == "images.example.com:8080"
     assert "sni_hostname" not in request.extensions
+
+
+def test_international_names_go_out_in_their_ascii_form() -> None:
+    request = _request("https://bücher.example:8443/hook", "93.184.216.34")
+    assert request.headers["host"] == "xn--bcher-kva.example:8443"
+    assert request.extensions["sni_hostname"] == "xn--bcher-kva.example"
+
+
+def test_a_host_that_is_no_domain_name_is_refused() -> None:
+    with pytest.raises(netguard.RefusedURL, match="not a valid domain name"):
+        netguard.parse_http_url("http://a..b/x")

@@ -97,6 +97,8 @@ class Engine:
             log.exception("loading or warming up the models failed")
             self.state = EngineState.FAILED
             return
+        if self._stopping.is_set():  # stopped while loading: stay stopped
+            return
         self.state = EngineState.READY
         log.info("models ready: %s", ", ".join(self.models))
         while not self._stopping.is_set():

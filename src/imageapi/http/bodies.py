@@ -60,8 +60,10 @@ async def parse_multipart(request: Request, max_file_bytes: int) -> ParsedBody:
             name = _field_name(raw_name)
             if isinstance(value, UploadFile):
                 body.files.setdefault(name, []).append(await _read_upload(value, name, max_file_bytes))
-            elif raw_name.endswith("[]"):
-                body.fields.setdefault(name, []).append(value)
+            elif raw_name.endswith("[]") or name in body.fields:
+                # `tags[]=a`, or a name sent twice (`n=1` and `n[]=2`): a list, which validation then judges
+                earlier = body.fields.get(name, [])
+                body.fields[name] = [*(earlier if isinstance(earlier, list) else [earlier]), value]
             else:
                 body.fields[name] = value
     finally:
@@ -87,7 +89,7 @@ async def parse_json(request: Request) -> ParsedBody:
 
 def _check_text(fields: dict[str, Any]) -> None:
     """JSON may carry lone surrogates (\\ud800) that are not text: refuse them here, not deep in a tokenizer."""
-    pending: list[tuple[str, Any]] = list(fields.items())
+    pending: list[tuple[str, Any]] = [*fields.items(), *((f"{key!r}", key) for key in fields)]
     while pending:
         param, value = pending.pop()
         if isinstance(value, str):
@@ -98,6 +100,7 @@ def _check_text(fields: dict[str, Any]) -> None:
                                      "an unpaired surrogate).", param=param, code="invalid_value") from None
         elif isinstance(value, dict):
             pending.extend((f"{param}.{key}", item) for key, item in value.items())
+            pending.extend((param, key) for key in value)  # keys must be text too
         elif isinstance(value, list):
             pending.extend((f"{param}[{index}]", item) for index, item in enumerate(value))
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from imageapi.errors import InvalidRequest, TooManyRequests
+from imageapi.errors import ImageAPIError, TooManyRequests
 from imageapi.http.auth import Principal, require_principal
 from imageapi.http.middleware import EXTRA_HEADERS_STATE
 from imageapi.ratelimit import Decision, RateLimiter, limit_headers
@@ -67,7 +67,9 @@ def image_cost(n: object) -> int:
 
 @asynccontextmanager
 async def images_charged(request: Request, principal: Principal, n: object) -> AsyncIterator[None]:
-    """Takes the images before the work; gives them back if the request is refused as invalid (nothing made)."""
+    """Takes the images before the work; gives them back if the request is refused before any image was made
+    (bad input, unknown model, prompt policy, a full queue, models loading), not after (a failed batch, a
+    blocked result)."""
     cost = image_cost(n)
     requests_limit, images_limit = _limits(request, principal)
     limiter = _limiter(request)
@@ -75,8 +77,9 @@ async def images_charged(request: Request, principal: Principal, n: object) -> A
                                                images_limit=images_limit, requests=0, images=cost))
     try:
         yield
-    except InvalidRequest:
-        limiter.refund_images(principal.key_id, cost)
-        _set_headers(request, limit_headers(*limiter.peek(
-            principal.key_id, requests_limit=requests_limit, images_limit=images_limit)))
+    except ImageAPIError as refused:
+        if not refused.images_made:
+            limiter.refund_images(principal.key_id, cost)
+            _set_headers(request, limit_headers(*limiter.peek(
+                principal.key_id, requests_limit=requests_limit, images_limit=images_limit)))
         raise

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from imageapi.engine.job import BatchKey, Task
 from imageapi.engine.models import ModelInfo
-from imageapi.errors import InvalidRequest, invalid_choice
+from imageapi.errors import InvalidRequest, PromptTooLong, invalid_choice
 from imageapi.service.profiles import Family, Profile, check_free_size, check_listed_size, quality_level
 from imageapi.service.requests import ImageRequest, PromptedImageRequest
 
@@ -42,7 +42,6 @@ class OutputPlan:
         return f"{self.width}x{self.height}"
 
 
-
 def check_n(profile: Profile, n: int | None) -> int:
     n = 1 if n is None else n
     if not 1 <= n <= profile.max_n:
@@ -50,16 +49,18 @@ def check_n(profile: Profile, n: int | None) -> int:
                              f"{' for this model' if profile.max_n == 1 else ''}.", param="n")
     return n
 
+
 def check_response_format(request: ImageRequest) -> None:
     if request.response_format is not None and request.response_format not in RESPONSE_FORMATS:
         raise invalid_choice("response_format", request.response_format, RESPONSE_FORMATS)
+
 
 def check_prompted(profile: Profile, request: PromptedImageRequest) -> None:
     if not request.prompt.strip():
         raise InvalidRequest("Invalid value: ''. The prompt must not be empty.", param="prompt")
     if len(request.prompt) > profile.prompt_max:
-        raise InvalidRequest(f"Prompt must be length {profile.prompt_max} or less. Your prompt length is "
-                             f"{len(request.prompt)}. Please reduce your prompt length.", param="prompt")
+        raise PromptTooLong(f"Prompt must be length {profile.prompt_max} or less. Your prompt length is "
+                            f"{len(request.prompt)}. Please reduce your prompt length.")
     check_response_format(request)
     choices = (("quality", request.quality, profile.qualities), ("output_format", request.output_format,
                OUTPUT_FORMATS), ("background", request.background, BACKGROUNDS),
@@ -78,6 +79,7 @@ def check_prompted(profile: Profile, request: PromptedImageRequest) -> None:
         raise InvalidRequest(f"Invalid value: '{request.partial_images}'. 'partial_images' must be between "
                              "0 and 3.", param="partial_images")
 
+
 def check_streamable(profile: Profile, request: PromptedImageRequest) -> None:
     """stream=true: events carry base64 images now, so not with async mode (a task answers later) nor with
     `url` results; and, as on OpenAI, only for the GPT image models (and this server's own models)."""
@@ -92,6 +94,7 @@ def check_streamable(profile: Profile, request: PromptedImageRequest) -> None:
         raise InvalidRequest("Invalid value: 'url'. Streamed images are sent as 'b64_json'; omit "
                              "'response_format' with stream=true.", param="response_format")
 
+
 def checked_size(target: Target, size: str) -> tuple[int, int]:
     profile = target.profile
     if profile.sizes is not None:
@@ -102,6 +105,7 @@ def checked_size(target: Target, size: str) -> tuple[int, int]:
         return target.model.default_size
     return check_free_size(profile, size, target.model.max_pixels, target.model.size_multiple)
 
+
 def size_for_generation(target: Target, size: str | None) -> tuple[int, int]:
     size = size or target.profile.default_size
     if size == "auto":
@@ -109,6 +113,7 @@ def size_for_generation(target: Target, size: str | None) -> tuple[int, int]:
             check_listed_size(target.profile, size)
         return target.model.default_size
     return checked_size(target, size)
+
 
 def size_for_input(target: Target, size: str | None, input_size: tuple[int, int]) -> tuple[int, int]:
     """Edits and variations: an explicit size wins; otherwise dall-e-2 makes 1024x1024 as OpenAI does,
@@ -126,6 +131,7 @@ def size_for_input(target: Target, size: str | None, input_size: tuple[int, int]
     height = max(multiple * 8, int(height * scale) // multiple * multiple)
     return width, height
 
+
 def output_plan(target: Target, request: ImageRequest, width: int, height: int) -> OutputPlan:
     # Only prompted requests declare (and validate) these; on a variation they would be unchecked extras.
     prompted = request if isinstance(request, PromptedImageRequest) else None
@@ -139,13 +145,19 @@ def output_plan(target: Target, request: ImageRequest, width: int, height: int) 
         height=height,
     )
 
+
 def batch_key(target: Target, task: Task, plan: OutputPlan, request: ImageRequest,
-         strength: float | None) -> BatchKey:
+              strength: float | None) -> BatchKey:
     model = target.model
     steps = request.num_inference_steps or model.steps_for(plan.quality)  # type: ignore[arg-type]
+    if strength is not None:
+        # Image-to-image runs int(steps * strength) steps: at least one, or there is nothing to denoise
+        # (a 1-step turbo model at the default strength 0.75 would otherwise make no step at all).
+        steps = max(steps, math.ceil(1 / strength))
     guidance = request.guidance_scale if request.guidance_scale is not None else model.guidance_scale
     negative = bool(request.negative_prompt) and guidance > 1.0  # only guidance reads it
     return BatchKey(model.name, task, plan.width, plan.height, steps, guidance, strength, negative)
+
 
 def seeds_for(seed: int | None, n: int) -> list[int]:
     if seed is not None:

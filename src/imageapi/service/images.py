@@ -284,12 +284,18 @@ class ImagesService:
             raise
         except Exception:
             log.exception("image generation failed")
-            raise InternalError() from None
+            failed = InternalError()
+            failed.images_made = True  # the device did the work: the images stay charged
+            raise failed from None
 
     async def _check_outputs(self, pixels: Sequence[np.ndarray], moderation: str | None,
                              context: RequestContext) -> None:
         if self.output_check is not None:
-            await self.output_check(pixels, moderation, context.trace_id)
+            try:
+                await self.output_check(pixels, moderation, context.trace_id)
+            except ImageAPIError as refused:
+                refused.images_made = True
+                raise
 
     async def _respond(self, target: Target, plan: OutputPlan, prompt: str, pixels: Sequence[np.ndarray],
                        seeds: Sequence[int], context: RequestContext,

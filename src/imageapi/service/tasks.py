@@ -53,6 +53,10 @@ class Submitter:
     base_url: str
 
 
+# Input images (uploads, or URLs already fetched) live as the task's input files, not in its `request`.
+INPUT_IMAGE_FIELDS = {"image", "images", "mask"}
+
+
 class TaskQuery(BaseModel):
     """`POST /openai/tasks` body, in AceData's form."""
 
@@ -64,7 +68,7 @@ class TaskQuery(BaseModel):
     ids: list[str] | None = None
     trace_ids: list[str] | None = None
     type: str | None = None
-    offset: int | None = Field(None, ge=0)
+    offset: int | None = Field(None, ge=0, lt=2**63)
     limit: int | None = Field(None, ge=1, le=MAX_BATCH_LIMIT)
     created_at_min: float | None = None
     created_at_max: float | None = None
@@ -128,7 +132,7 @@ class TasksService:
         inputs = await asyncio.to_thread(self._save_inputs, task_id, uploads)
         await self._store.add(NewTask(
             id=task_id, type=task_type.value, owner=submitter.owner, trace_id=trace_id,
-            request=request.model_dump(mode="json", by_alias=True, exclude_none=True),
+            request=request.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=INPUT_IMAGE_FIELDS),
             base_url=submitter.base_url, callback_url=request.callback_url, inputs=tuple(inputs)))
         self._wake_runner()
         return {"task_id": task_id, "trace_id": trace_id}
