@@ -43,8 +43,8 @@ def test_unpaired_surrogate_is_refused_before_the_model(client):
 @pytest.mark.parametrize(("fields", "param", "code"), [
     ({"prompt": {"a": 1}}, "prompt", "invalid_type"), ({"prompt": "x", "n": "two"}, "n", "invalid_type"),
     ({"prompt": "x", "n": 1.5}, "n", "invalid_type"), ({"prompt": "x", "seed": -1}, "seed", "invalid_value"),
-    ({"prompt": "x" * 40_000}, "prompt", "invalid_value"), ({"prompt": "x", "size": "9" * 5000}, "size",
-                                                             "invalid_value"),
+    ({"prompt": "x" * 40_000}, None, None),  # OpenAI's answer to an over-long prompt: no param, no code
+    ({"prompt": "x", "size": "9" * 5000}, "size", "invalid_value"),
 ])
 def test_wrong_types_and_huge_fields(client, fields, param, code):
     error = assert_error(client.post(GEN, json=fields), 400, code)
