@@ -12,7 +12,6 @@ a key created by `imageapi keys create` works on its first request and a revoked
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ ANONYMOUS = Principal(key_id="anonymous")
 
 
 def key_id_for(key: str) -> str:
-    return key_id_for_hash(hashlib.sha256(key.encode()).hexdigest())
+    return key_id_for_hash(hash_key(key))
 
 
 class BearerAuthenticator:

@@ -18,9 +18,7 @@ from fastapi import Request
 from imageapi.errors import InvalidRequest, NotImplementedByServer
 from imageapi.fetch import FetchLimits, fetch_image_bytes
 from imageapi.http.bodies import ParsedBody
-from imageapi.service.uploads import UploadedFile
-
-MAX_IMAGES = 16
+from imageapi.service.uploads import MAX_INPUT_IMAGES, UploadedFile
 
 
 def _from_ref(item: Any, param: str) -> str:
@@ -53,8 +51,8 @@ def image_references(body: ParsedBody) -> list[tuple[str, str]]:
                                  param="images", code="invalid_type")
         refs += [(f"{name}[{index}]" if isinstance(value, list) else name, _from_ref(item, name))
                  for index, item in enumerate(items)]
-    if len(refs) + len(body.files.get("image", [])) > MAX_IMAGES:
-        raise InvalidRequest(f"Invalid value: at most {MAX_IMAGES} images may be sent.", param="image")
+    if len(refs) + len(body.files.get("image", [])) > MAX_INPUT_IMAGES:
+        raise InvalidRequest(f"Invalid value: at most {MAX_INPUT_IMAGES} images may be sent.", param="image")
     return refs
 
 

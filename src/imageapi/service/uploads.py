@@ -14,6 +14,7 @@ from imageapi.service.checks import Target
 from imageapi.service.profiles import Family
 
 DALL_E_2_MAX_UPLOAD = 4 * 1024 * 1024
+MAX_INPUT_IMAGES = 16  # OpenAI's limit for edits (spec §3.1), uploads and URLs together
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ def decode_edit_inputs(target: Target, images: Sequence[UploadedFile], mask: Upl
     if not images:
         raise InvalidRequest("Missing required parameter: 'image'.", param="image",
                              code="missing_required_parameter")
-    if len(images) > 16:
-        raise InvalidRequest(f"Invalid value: {len(images)} images. At most 16 images may be sent.",
+    if len(images) > MAX_INPUT_IMAGES:
+        raise InvalidRequest(f"Invalid value: {len(images)} images. At most {MAX_INPUT_IMAGES} images may be sent.",
                              param="image")
     limit = target.model.max_input_images
     if len(images) > limit:
