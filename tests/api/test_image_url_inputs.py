@@ -4,8 +4,7 @@ data: URLs; the private-address guard on every redirect hop; size, status and fi
 import asyncio
 import base64
 import ipaddress
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from imageapi import netguard
 from imageapi.errors import InvalidRequest, PayloadTooLarge
 from imageapi.fetch import FetchLimits, fetch_image_bytes
-from support import assert_error, mask_bytes, png_bytes
+from support import assert_error, loopback_http_server, mask_bytes, png_bytes
 
 EDIT = "/v1/images/edits"
 PNG = png_bytes((64, 64))
@@ -43,11 +42,8 @@ class ImageHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def origin():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ImageHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with loopback_http_server(ImageHandler) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
 
 
 

@@ -7,8 +7,7 @@ import asyncio
 import ipaddress
 import socket
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -20,6 +19,7 @@ from callback_receiver import CallbackReceiver
 from imageapi import netguard, pinned_http
 from imageapi.fetch import FetchLimits, fetch_image_bytes
 from imageapi.tasks.webhooks import WebhookSender
+from support import loopback_http_server
 
 REBINDING_HOST = "images.rebind.test"
 BODY = b"\x89PNG pinned"
@@ -63,11 +63,8 @@ def origin():
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], seen_hosts
-    server.shutdown()
-    server.server_close()
+    with loopback_http_server(Handler) as server:
+        yield server.server_address[1], seen_hosts
 
 
 def test_the_rebinding_resolver_really_changes_its_answer(rebinder: Rebinder) -> None:
